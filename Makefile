@@ -1,0 +1,106 @@
+# slate: plain Makefile. `make` builds build/slate-bundle and build/slate;
+# `make test` installs what is missing (make deps), builds and runs every
+# test; `make check-asan` runs the unit tests under ASan + UBSan.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BUILD ?= build
+CC ?= cc
+PKGS := libarchive libcrypto jansson libcap libseccomp
+
+# Debian packages the build, the tests, the demo and the benchmarks need.
+DEPS_BUILD := build-essential pkg-config libarchive-dev libssl-dev libjansson-dev \
+	libcap-dev libseccomp-dev libcmocka-dev
+DEPS_RUNTIME := php8.2-fpm php8.2-cli php8.2-common php8.2-opcache php8.2-mysql \
+	php8.2-mbstring php8.2-intl php8.2-gd php8.2-zip php8.2-curl php8.2-xml \
+	php8.2-bcmath nginx
+DEPS_TEST := zstd tar openssl coreutils python3 curl binutils iproute2 valgrind procps
+DEPS_BENCH := hyperfine wrk
+DEPS := $(DEPS_BUILD) $(DEPS_RUNTIME) $(DEPS_TEST) $(DEPS_BENCH)
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral -Werror
+HARDEN := -D_FORTIFY_SOURCE=3 -fstack-protector-strong -fPIE
+OPT ?= -O2 -g
+CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(HARDEN) -Iinclude $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS_ALL := -pie -Wl,-z,relro,-z,now -pthread $(EXTRA_LDFLAGS)
+
+LIB_SRC := $(wildcard lib/*.c)
+BUNDLER_SRC := $(wildcard bundler/*.c)
+RUNTIME_SRC := $(wildcard runtime/*.c)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+BUNDLER_OBJ := $(BUNDLER_SRC:%.c=$(BUILD)/%.o)
+RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
+# Unit tests link the bundler's objects (but not its main) too.
+BUNDLER_LIB_OBJ := $(filter-out $(BUILD)/bundler/main.o,$(BUNDLER_OBJ))
+RUNTIME_LIB_OBJ := $(filter-out $(BUILD)/runtime/main.o,$(RUNTIME_OBJ))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps test unit integration check-asan valgrind install clean format-check demo bench
+
+all: $(BUILD)/slate-bundle $(BUILD)/slate
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c -o $@ $<
+
+$(BUILD)/libslate.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/slate-bundle: $(BUNDLER_OBJ) $(BUILD)/libslate.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/slate: $(RUNTIME_OBJ) $(BUILD)/libslate.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUNDLER_LIB_OBJ) $(RUNTIME_LIB_OBJ) $(BUILD)/libslate.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Ibundler -Iruntime -Ilib $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lcmocka
+
+# Install the Debian packages that are missing (as root, with apt-get).
+deps:
+	@missing=""; for p in $(DEPS); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "make deps: installing$$missing"; \
+		if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root to install:$$missing" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+test: deps
+	@$(MAKE) --no-print-directory all unit-bins
+	@tests/run.sh
+
+unit-bins: $(UNIT_BIN)
+
+unit: all unit-bins
+	@tests/run.sh unit
+
+integration: all
+	@tests/run.sh integration
+
+check-asan:
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+		EXTRA_LDFLAGS="-fsanitize=address,undefined" HARDEN="-fPIE" all unit-bins
+	@BUILD=build-asan tests/run.sh unit
+
+valgrind: all unit-bins
+	@VALGRIND=1 tests/run.sh unit
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BUILD)/slate-bundle $(BUILD)/slate $(DESTDIR)$(PREFIX)/bin/
+
+format-check:
+	@clang-format --dry-run --Werror $(LIB_SRC) $(BUNDLER_SRC) $(RUNTIME_SRC) include/slate/*.h
+
+clean:
+	rm -rf build build-asan
+
+-include $(LIB_OBJ:.o=.d) $(BUNDLER_OBJ:.o=.d) $(RUNTIME_OBJ:.o=.d)

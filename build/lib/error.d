@@ -1,0 +1,2 @@
+build/lib/error.o: lib/error.c include/slate/error.h
+include/slate/error.h:

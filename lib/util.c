@@ -1,0 +1,337 @@
+/* slate: small shared helpers (see include/slate/util.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "slate/util.h"
+
+void slate_cleanup_freep(void *p)
+{
+	free(*(void **)p);
+}
+
+void slate_cleanup_closep(int *fd)
+{
+	if (*fd >= 0) {
+		int saved = errno;
+		close(*fd);
+		errno = saved;
+	}
+}
+
+void slate_cleanup_fclosep(FILE **f)
+{
+	if (*f != NULL)
+		fclose(*f);
+}
+
+static void *oom(void)
+{
+	fputs("slate: out of memory\n", stderr);
+	abort();
+}
+
+void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	return p ? p : oom();
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+	return p ? p : oom();
+}
+
+void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	return q ? q : oom();
+}
+
+char *xstrdup(const char *s)
+{
+	char *p = strdup(s);
+	return p ? p : oom();
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+	char *p = strndup(s, n);
+	return p ? p : oom();
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *p = NULL;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&p, fmt, ap);
+	va_end(ap);
+	return r < 0 ? oom() : p;
+}
+
+void slate_strv_push_owned(struct slate_strv *sv, char *s)
+{
+	if (sv->n + 1 >= sv->cap) {
+		sv->cap = sv->cap ? sv->cap * 2 : 8;
+		sv->v = xrealloc(sv->v, sv->cap * sizeof(*sv->v));
+	}
+	sv->v[sv->n++] = s;
+	sv->v[sv->n] = NULL;
+}
+
+void slate_strv_push(struct slate_strv *sv, const char *s)
+{
+	slate_strv_push_owned(sv, xstrdup(s));
+}
+
+bool slate_strv_contains(const struct slate_strv *sv, const char *s)
+{
+	for (size_t i = 0; i < sv->n; i++)
+		if (strcmp(sv->v[i], s) == 0)
+			return true;
+	return false;
+}
+
+static int strv_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void slate_strv_sort(struct slate_strv *sv)
+{
+	if (sv->n > 1)
+		qsort(sv->v, sv->n, sizeof(*sv->v), strv_cmp);
+}
+
+void slate_strv_free(struct slate_strv *sv)
+{
+	for (size_t i = 0; i < sv->n; i++)
+		free(sv->v[i]);
+	free(sv->v);
+	sv->v = NULL;
+	sv->n = sv->cap = 0;
+}
+
+char *slate_read_fd(int fd, const char *name, size_t max, size_t *len, slate_error_t *err)
+{
+	cleanup_free char *buf = NULL;
+	size_t used = 0, cap = 4096;
+	ssize_t r;
+
+	buf = xmalloc(cap);
+	for (;;) {
+		if (used + 1 >= cap) {
+			cap *= 2;
+			buf = xrealloc(buf, cap);
+		}
+		r = read(fd, buf + used, cap - used - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			slate_error_sys(err, errno, "read `%s`", name);
+			return NULL;
+		}
+		if (r == 0)
+			break;
+		used += (size_t)r;
+		if (used > max) {
+			slate_error_refuse(err, "`%s` is larger than %zu bytes", name, max);
+			return NULL;
+		}
+	}
+	buf[used] = '\0';
+	if (len)
+		*len = used;
+	return steal_pointer(&buf);
+}
+
+char *slate_read_file(const char *path, size_t max, size_t *len, slate_error_t *err)
+{
+	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+	if (fd < 0) {
+		slate_error_sys(err, errno, "open `%s`", path);
+		return NULL;
+	}
+	return slate_read_fd(fd, path, max, len, err);
+}
+
+int slate_write_all(int fd, const void *buf, size_t len, const char *name, slate_error_t *err)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return slate_error_sys(err, errno, "write `%s`", name);
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+static int fsync_dir_of(const char *path, slate_error_t *err)
+{
+	cleanup_free char *copy = xstrdup(path);
+	const char *dir = dirname(copy);
+	cleanup_close int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return slate_error_sys(err, errno, "open directory `%s`", dir);
+	if (fsync(fd) < 0 && errno != EINVAL)
+		return slate_error_sys(err, errno, "fsync directory `%s`", dir);
+	return 0;
+}
+
+int slate_atomic_open(struct slate_atomic *a, const char *path, mode_t mode, slate_error_t *err)
+{
+	cleanup_free char *copy = xstrdup(path);
+	char *base = basename(copy);
+	size_t dirlen = (size_t)(base - copy);
+
+	a->fd = -1;
+	a->path = xstrdup(path);
+	for (int tries = 0; tries < 100; tries++) {
+		unsigned r = (unsigned)getpid() * 2654435761u ^ (unsigned)tries * 40503u ^ (unsigned)(uintptr_t)a;
+		free(a->tmp);
+		a->tmp = xasprintf("%.*s.%s.tmp%08x", (int)dirlen, path, base, r);
+		a->fd = open(a->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+		if (a->fd >= 0 || errno != EEXIST)
+			break;
+	}
+	if (a->fd < 0) {
+		slate_error_sys(err, errno, "create temporary file for `%s`", path);
+		free(a->path);
+		free(a->tmp);
+		a->path = a->tmp = NULL;
+		return -1;
+	}
+	if (fchmod(a->fd, mode) < 0) {
+		slate_error_sys(err, errno, "chmod `%s`", a->tmp);
+		slate_atomic_abort(a);
+		return -1;
+	}
+	return 0;
+}
+
+int slate_atomic_commit(struct slate_atomic *a, slate_error_t *err)
+{
+	int r = 0;
+
+	if (fsync(a->fd) < 0)
+		r = slate_error_sys(err, errno, "fsync `%s`", a->tmp);
+	else if (close(a->fd) < 0)
+		r = slate_error_sys(err, errno, "close `%s`", a->tmp);
+	a->fd = -1;
+	if (r == 0 && rename(a->tmp, a->path) < 0)
+		r = slate_error_sys(err, errno, "rename `%s` to `%s`", a->tmp, a->path);
+	if (r == 0)
+		r = fsync_dir_of(a->path, err);
+	if (r < 0) {
+		slate_atomic_abort(a);
+		return -1;
+	}
+	free(a->tmp);
+	free(a->path);
+	a->tmp = a->path = NULL;
+	return 0;
+}
+
+void slate_atomic_abort(struct slate_atomic *a)
+{
+	if (a->fd >= 0)
+		close(a->fd);
+	a->fd = -1;
+	if (a->tmp)
+		unlink(a->tmp);
+	free(a->tmp);
+	free(a->path);
+	a->tmp = a->path = NULL;
+}
+
+int slate_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode, slate_error_t *err)
+{
+	struct slate_atomic a = { .fd = -1 };
+
+	if (slate_atomic_open(&a, path, mode, err) < 0)
+		return -1;
+	if (slate_write_all(a.fd, buf, len, a.tmp, err) < 0) {
+		slate_atomic_abort(&a);
+		return -1;
+	}
+	return slate_atomic_commit(&a, err);
+}
+
+int slate_parse_u64(const char *s, unsigned long long *out, slate_error_t *err)
+{
+	char *end = NULL;
+	unsigned long long v;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return slate_error_usage(err, "`%s` is not a number", s ? s : "");
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return slate_error_usage(err, "`%s` is not a number", s);
+	*out = v;
+	return 0;
+}
+
+int slate_parse_size(const char *s, unsigned long long *out, slate_error_t *err)
+{
+	char *end = NULL;
+	unsigned long long v, mult = 1;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return slate_error_usage(err, "`%s` is not a size", s ? s : "");
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return slate_error_usage(err, "`%s` is not a size", s);
+	switch (*end) {
+	case '\0': break;
+	case 'k': case 'K': mult = 1ULL << 10; end++; break;
+	case 'm': case 'M': mult = 1ULL << 20; end++; break;
+	case 'g': case 'G': mult = 1ULL << 30; end++; break;
+	case 't': case 'T': mult = 1ULL << 40; end++; break;
+	default: return slate_error_usage(err, "`%s` is not a size (use K, M, G)", s);
+	}
+	if (*end == 'i' && end[1] == 'B')
+		end += 2;
+	else if (*end == 'B')
+		end++;
+	if (*end != '\0' || (v != 0 && mult > ~0ULL / v))
+		return slate_error_usage(err, "`%s` is not a size (use K, M, G)", s);
+	*out = v * mult;
+	return 0;
+}
+
+const char *slate_human_bytes(unsigned long long n, char *buf, size_t len)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)n;
+	size_t u = 0;
+
+	while (v >= 1024.0 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024.0;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%llu B", n);
+	else
+		snprintf(buf, len, "%.1f %s", v, units[u]);
+	return buf;
+}
