@@ -1,0 +1,369 @@
+/* slate-bundle: the project tree (see project.h).
+ *
+ * The walk never follows a link by accident: every entry is read with
+ * fstatat(AT_SYMLINK_NOFOLLOW) from its directory's fd, directories are
+ * opened O_NOFOLLOW|O_DIRECTORY, and a link is either kept as a relative
+ * link inside the project, or (--dereference) replaced by what it points
+ * to, or refused by name. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "project.h"
+#include "slate/json.h"
+#include "slate/manifest.h"
+#include "slate/path.h"
+
+static const char *const always_excluded[] = { ".git", "node_modules", NULL };
+
+/* Names that hold credentials far more often than not. `.env.example`
+ * style templates are not secrets. */
+static const char *const secret_globs[] = { ".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_dsa*",
+					    "id_ecdsa*", "id_ed25519*", "*.p12", "*.pfx", "*.jks", "*.kdbx",
+					    ".htpasswd", ".netrc", ".git-credentials", ".npmrc", "auth.json",
+					    ".pgpass", ".my.cnf", NULL };
+static const char *const secret_templates[] = { ".env.example", ".env.sample", ".env.dist", ".env.template",
+						".env.*.example", NULL };
+
+bool project_is_secret(const char *relpath)
+{
+	const char *base = strrchr(relpath, '/');
+
+	base = base ? base + 1 : relpath;
+	for (size_t i = 0; secret_templates[i]; i++)
+		if (fnmatch(secret_templates[i], base, 0) == 0)
+			return false;
+	for (size_t i = 0; secret_globs[i]; i++)
+		if (fnmatch(secret_globs[i], base, 0) == 0)
+			return true;
+	return false;
+}
+
+static int check_rel(const char *path, const char *what, slate_error_t *err)
+{
+	if (slate_path_check(path, SLATE_PATH_MAX_DEFAULT, SLATE_NAME_MAX_DEFAULT, err) < 0)
+		return slate_error_wrap(err, "slate.json: %s", what);
+	return 0;
+}
+
+static int check_settings(struct project *p, slate_error_t *err)
+{
+	if (check_rel(p->webroot, "webroot", err) < 0)
+		return -1;
+	for (size_t i = 0; i < p->writable.n; i++) {
+		if (check_rel(p->writable.v[i], "writable", err) < 0)
+			return -1;
+		if (slate_path_under(p->webroot, p->writable.v[i]))
+			return slate_error_refuse(err, "slate.json: writable `%s` contains the webroot: PHP would run "
+						       "from a writable path", p->writable.v[i]);
+		if (strpbrk(p->writable.v[i], "*?[]{};\"'\\$ ") != NULL)
+			return slate_error_refuse(err, "slate.json: writable `%s` has characters nginx rules cannot "
+						       "carry", p->writable.v[i]);
+	}
+	if (strpbrk(p->webroot, "*?[]{};\"'\\$ ") != NULL)
+		return slate_error_refuse(err, "slate.json: webroot `%s` has characters nginx rules cannot carry",
+					  p->webroot);
+	for (size_t i = 0; i < p->allow_secrets.n; i++)
+		if (check_rel(p->allow_secrets.v[i], "allow_secrets", err) < 0)
+			return -1;
+	return 0;
+}
+
+int project_load(const char *dir, struct project *p, slate_error_t *err)
+{
+	static const char *const keys[] = { "name", "webroot", "writable", "exclude", "allow_secrets", NULL };
+	cleanup_free char *path = xasprintf("%s/slate.json", dir);
+	const char *name = NULL, *webroot = "web";
+	struct stat st;
+	json_t *j;
+	int r;
+
+	memset(p, 0, sizeof(*p));
+	p->dir = xstrdup(dir);
+	if (stat(dir, &st) < 0)
+		return slate_error_sys(err, errno, "project `%s`", dir);
+	if (!S_ISDIR(st.st_mode))
+		return slate_error_usage(err, "project `%s` is not a directory", dir);
+	if (lstat(path, &st) < 0 && errno == ENOENT) {
+		p->webroot = xstrdup(webroot);
+		return check_settings(p, err);
+	}
+	j = slate_json_load_file(path, 1 << 20, err);
+	if (j == NULL)
+		return -1;
+	r = slate_json_known_keys(j, keys, "slate.json", err);
+	if (r == 0)
+		r = slate_json_get_string(j, "name", true, &name, "slate.json", err);
+	if (r == 0)
+		r = slate_json_get_string(j, "webroot", true, &webroot, "slate.json", err);
+	if (r == 0)
+		r = slate_json_get_strv(j, "writable", true, &p->writable, "slate.json", err);
+	if (r == 0)
+		r = slate_json_get_strv(j, "exclude", true, &p->exclude, "slate.json", err);
+	if (r == 0)
+		r = slate_json_get_strv(j, "allow_secrets", true, &p->allow_secrets, "slate.json", err);
+	if (r == 0) {
+		p->name = name ? xstrdup(name) : NULL;
+		p->webroot = xstrdup(webroot);
+		r = check_settings(p, err);
+	}
+	json_decref(j);
+	return r;
+}
+
+void project_free(struct project *p)
+{
+	free(p->dir);
+	free(p->name);
+	free(p->webroot);
+	slate_strv_free(&p->writable);
+	slate_strv_free(&p->exclude);
+	slate_strv_free(&p->allow_secrets);
+	memset(p, 0, sizeof(*p));
+}
+
+json_t *project_settings(const struct project *p)
+{
+	json_t *s = json_object();
+
+	json_object_set_new(s, "webroot", json_string(p->webroot));
+	json_object_set_new(s, "writable", slate_json_strv(&p->writable));
+	json_object_set_new(s, "exclude", slate_json_strv(&p->exclude));
+	json_object_set_new(s, "allow_secrets", slate_json_strv(&p->allow_secrets));
+	return s;
+}
+
+char *project_nginx_rules(const struct project *p)
+{
+	char *out = xasprintf("# generated by slate-bundle from slate.json: do not edit\nroot /%s/%s;\n",
+			      SLATE_APP_DIR, p->webroot);
+
+	for (size_t i = 0; i < p->writable.n; i++) {
+		const char *w = p->writable.v[i];
+		char *more;
+		if (!slate_path_under(w, p->webroot) || strcmp(w, p->webroot) == 0)
+			continue;
+		/* Writable below the webroot: static files only, PHP never runs there. */
+		more = xasprintf("%slocation ^~ /%s/ { try_files $uri =404; location ~ \\.php$ { return 403; } }\n", out,
+				 w + strlen(p->webroot) + 1);
+		free(out);
+		out = more;
+	}
+	return out;
+}
+
+struct walk {
+	struct project *p;
+	struct tree *t;
+	struct slate_strv secrets;
+	struct slate_strv outside; /* links that leave the tree (without --dereference) */
+	char *real_root;           /* realpath of the project dir */
+};
+
+static bool excluded(const struct walk *w, const char *rel)
+{
+	for (size_t i = 0; always_excluded[i]; i++)
+		if (slate_glob_match(always_excluded[i], rel))
+			return true;
+	for (size_t i = 0; i < w->p->exclude.n; i++)
+		if (slate_glob_match(w->p->exclude.v[i], rel))
+			return true;
+	return false;
+}
+
+static char *app_path(const char *rel)
+{
+	return rel[0] ? xasprintf("%s/%s", SLATE_APP_DIR, rel) : xstrdup(SLATE_APP_DIR);
+}
+
+static int walk_dir(struct walk *w, int dirfd, const char *host, const char *rel, slate_error_t *err);
+static int walk_entry(struct walk *w, int dirfd, const char *host, const char *rel, const char *name,
+		      slate_error_t *err);
+
+static int add_file(struct walk *w, const char *host, const char *rel, const struct stat *st, slate_error_t *err)
+{
+	cleanup_free char *path = app_path(rel);
+
+	if (project_is_secret(rel) && !slate_strv_contains(&w->p->allow_secrets, rel)) {
+		slate_strv_push(&w->secrets, rel);
+		return 0;
+	}
+	tree_note_mtime(w->t, st->st_mtim.tv_sec);
+	return tree_add_file(w->t, path, host, tree_mode(SLATE_ENTRY_FILE, st->st_mode), (uint64_t)st->st_size,
+			     false, err);
+}
+
+/* A link that leaves the project, packed as what it points to. */
+static int add_dereferenced(struct walk *w, const char *host, const char *rel, slate_error_t *err)
+{
+	cleanup_free char *real = realpath(host, NULL);
+	cleanup_close int fd = -1;
+	struct stat st;
+
+	if (real == NULL || stat(real, &st) < 0)
+		return slate_error_sys(err, errno, "resolve symlink `%s`", rel);
+	if (S_ISREG(st.st_mode))
+		return add_file(w, real, rel, &st, err);
+	if (!S_ISDIR(st.st_mode))
+		return slate_error_refuse(err, "symlink `%s` points to a special file", rel);
+	fd = open(real, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return slate_error_sys(err, errno, "open `%s`", real);
+	cleanup_free char *path = app_path(rel);
+	if (tree_add_dir(w->t, path, err) < 0)
+		return -1;
+	return walk_dir(w, fd, real, rel, err);
+}
+
+static int add_link(struct walk *w, const char *host, const char *rel, slate_error_t *err)
+{
+	cleanup_free char *path = app_path(rel), *real = realpath(host, NULL);
+	cleanup_free char *parent = slate_path_parent(path);
+	char buf[PATH_MAX];
+	ssize_t n = readlink(host, buf, sizeof(buf) - 1);
+	slate_error_t ignore = { 0 };
+
+	if (n < 0)
+		return slate_error_sys(err, errno, "readlink `%s`", host);
+	buf[n] = '\0';
+	if (real == NULL)
+		return slate_error_refuse(err, "dangling symlink `%s` -> `%s`", rel, buf);
+	if (buf[0] != '/' && slate_path_check_link(rel, buf, &ignore) == 0)
+		return tree_add_symlink(w->t, path, buf, false, err);
+	/* An absolute link that resolves inside the project becomes relative. */
+	if (slate_path_under(real, w->real_root) && strcmp(real, w->real_root) != 0) {
+		cleanup_free char *inside = app_path(real + strlen(w->real_root) + 1);
+		cleanup_free char *target = tree_relative(parent, inside);
+		return tree_add_symlink(w->t, path, target, false, err);
+	}
+	if (w->p->dereference)
+		return add_dereferenced(w, host, rel, err);
+	slate_strv_push_owned(&w->outside, xasprintf("%s -> %s", rel, buf));
+	return 0;
+}
+
+static int walk_entry(struct walk *w, int dirfd, const char *host, const char *rel, const char *name,
+		      slate_error_t *err)
+{
+	cleanup_free char *child_host = xasprintf("%s/%s", host, name);
+	cleanup_free char *child_rel = rel[0] ? xasprintf("%s/%s", rel, name) : xstrdup(name);
+	struct stat st;
+
+	if (excluded(w, child_rel))
+		return 0;
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return slate_error_sys(err, errno, "stat `%s`", child_host);
+	if (rel[0] == '\0' && strcmp(name, ".slate") == 0)
+		return slate_error_refuse(err, "project `%s`: `.slate` is reserved for slate's own files", w->p->dir);
+	if (S_ISREG(st.st_mode))
+		return add_file(w, child_host, child_rel, &st, err);
+	if (S_ISLNK(st.st_mode))
+		return add_link(w, child_host, child_rel, err);
+	if (S_ISDIR(st.st_mode)) {
+		cleanup_free char *path = app_path(child_rel);
+		cleanup_close int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0)
+			return slate_error_sys(err, errno, "open `%s`", child_host);
+		if (tree_add_dir(w->t, path, err) < 0)
+			return -1;
+		return walk_dir(w, fd, child_host, child_rel, err);
+	}
+	return slate_error_refuse(err, "project file `%s` is not a regular file, directory or symlink", child_rel);
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Children in byte order: the walk (and so any error) is deterministic. */
+static int walk_dir(struct walk *w, int dirfd, const char *host, const char *rel, slate_error_t *err)
+{
+	struct slate_strv names = { 0 };
+	struct dirent *d;
+	int dup = fcntl(dirfd, F_DUPFD_CLOEXEC, 0), r = 0;
+	DIR *dir = dup >= 0 ? fdopendir(dup) : NULL;
+
+	if (dir == NULL) {
+		if (dup >= 0)
+			close(dup);
+		return slate_error_sys(err, errno, "read directory `%s`", host);
+	}
+	while ((d = readdir(dir)) != NULL)
+		if (strcmp(d->d_name, ".") != 0 && strcmp(d->d_name, "..") != 0)
+			slate_strv_push(&names, d->d_name);
+	closedir(dir);
+	qsort(names.v, names.n, sizeof(*names.v), name_cmp);
+	for (size_t i = 0; r == 0 && i < names.n; i++)
+		r = walk_entry(w, dirfd, host, rel, names.v[i], err);
+	slate_strv_free(&names);
+	return r;
+}
+
+static int join_refusal(const struct slate_strv *list, const char *fmt, slate_error_t *err)
+{
+	cleanup_free char *joined = xstrdup("");
+
+	for (size_t i = 0; i < list->n && i < 20; i++) {
+		char *more = xasprintf("%s%s`%s`", joined, i ? ", " : "", list->v[i]);
+		free(joined);
+		joined = more;
+	}
+	if (list->n > 20) {
+		char *more = xasprintf("%s and %zu more", joined, list->n - 20);
+		free(joined);
+		joined = more;
+	}
+	return slate_error_refuse(err, fmt, joined);
+}
+
+static int add_settings_dirs(struct walk *w, slate_error_t *err)
+{
+	cleanup_free char *web = app_path(w->p->webroot);
+	struct slate_entry *e = tree_get(w->t, web);
+	cleanup_free char *rules = NULL;
+
+	if (e == NULL || e->type != SLATE_ENTRY_DIR)
+		return slate_error_refuse(err, "project `%s` has no webroot directory `%s`", w->p->dir, w->p->webroot);
+	for (size_t i = 0; i < w->p->writable.n; i++) {
+		cleanup_free char *path = app_path(w->p->writable.v[i]);
+		if (tree_get(w->t, path) == NULL && tree_add_dir(w->t, path, err) < 0)
+			return -1;
+	}
+	rules = project_nginx_rules(w->p);
+	return tree_add_data(w->t, SLATE_APP_DIR "/.slate/nginx.conf", rules, strlen(rules), false, err);
+}
+
+int project_collect(struct project *p, struct tree *t, slate_error_t *err)
+{
+	struct walk w = { .p = p, .t = t };
+	cleanup_close int fd = open(p->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int r;
+
+	if (fd < 0)
+		return slate_error_sys(err, errno, "open project `%s`", p->dir);
+	w.real_root = realpath(p->dir, NULL);
+	if (w.real_root == NULL)
+		return slate_error_sys(err, errno, "resolve project `%s`", p->dir);
+	r = tree_add_dir(t, SLATE_APP_DIR, err);
+	if (r == 0)
+		r = walk_dir(&w, fd, p->dir, "", err);
+	if (r == 0 && w.secrets.n > 0)
+		r = join_refusal(&w.secrets, "secrets in the project, not packed: %s (exclude them in slate.json, or "
+					     "list them in allow_secrets)", err);
+	if (r == 0 && w.outside.n > 0)
+		r = join_refusal(&w.outside, "symlinks leave the project: %s (use --dereference to pack their targets)",
+				 err);
+	if (r == 0)
+		r = add_settings_dirs(&w, err);
+	slate_strv_free(&w.secrets);
+	slate_strv_free(&w.outside);
+	free(w.real_root);
+	return r;
+}
