@@ -1,13 +1,9 @@
 /* slate-bundle: ELF dynamic-linking facts and the shared-library closure
- * (see elf.h). Nothing here runs the files it reads: ldd would execute the
+ * (see elfdeps.h). Nothing here runs the files it reads: ldd would execute the
  * program's interpreter, and a bundle build must not run what it packs. */
 
-/* The system header first: when bundler/ is on the include path (the unit
- * tests), our "elf.h" shadows <elf.h>; ours pulls the system one in with
- * #include_next, which only works when ours is found through -I. */
-#include <elf.h>
-
 #include <ctype.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -23,7 +19,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "elf.h"
+#include "elfdeps.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "elf.c decodes little-endian ELF files by copying them into host-order structs"
@@ -907,6 +903,7 @@ struct closure {
 struct candidate {
 	char *path;
 	struct slate_elf_info info;
+	bool regular; /* a directory or device is never ELF */
 	dev_t dev;
 	ino_t ino;
 };
@@ -979,8 +976,8 @@ static void out_add(struct closure_ctx *cx, const char *path)
 		slate_strv_push(cx->out, path);
 }
 
-/* Open and read one file. 1: an ELF file (c filled), 0: nothing usable
- * there (missing, unreadable, not a regular file), -1: error.
+/* Open and read one file. 1: it exists (c filled; c->info.is_elf says
+ * whether it is ELF), 0: missing or unreadable, -1: error.
  * *fd_out, when not NULL, receives the open fd. */
 static int open_elf(struct closure_ctx *cx, const char *path, struct candidate *c, int *fd_out, slate_error_t *err)
 {
@@ -992,8 +989,7 @@ static int open_elf(struct closure_ctx *cx, const char *path, struct candidate *
 		return is_absent_errno(errno) ? 0 : slate_error_sys(err, errno, "open `%s`", path);
 	if (read_elf_fd(fd, path, &c->info, &st, err) < 0)
 		return -1;
-	if (!S_ISREG(st.st_mode))
-		return 0;
+	c->regular = S_ISREG(st.st_mode);
 	c->path = xstrdup(path);
 	c->dev = st.st_dev;
 	c->ino = st.st_ino;
@@ -1013,6 +1009,10 @@ static int try_candidate(struct closure *cl, const char *path, const struct elf_
 
 	if (r <= 0)
 		return r;
+	if (!c->regular) {
+		candidate_free(c);
+		return 0;
+	}
 	if (!c->info.is_elf) {
 		candidate_free(c);
 		return slate_error_refuse(err, "`%s`, found for `%s`, is not an ELF file", path, req->path);
@@ -1145,7 +1145,7 @@ static int add_root(struct closure *cl, const char *path, slate_error_t *err)
 	int r = open_elf(cl->cx, path, &c, &fd, err);
 
 	if (r == 0)
-		return slate_error_refuse(err, "`%s` is missing or not a regular file", path);
+		return slate_error_sys(err, errno, "open `%s`", path);
 	if (r < 0)
 		return -1;
 	if (!c.info.is_elf) {

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "dpkg.h"
-#include "elf.h"
+#include "elfdeps.h"
 #include "image.h"
 #include "slate/json.h"
 #include "slate/manifest.h"

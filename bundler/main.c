@@ -1,6 +1,5 @@
 /* slate-bundle: build, sign and check slate bundles. Runs unprivileged
  * (in CI); never runs what it packs. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,23 +18,6 @@ static const struct command commands[] = {
 	{ "inspect", cmd_inspect, "show a bundle's metadata" },
 	{ "diff", cmd_diff, "compare the entries of two bundles" },
 };
-
-int usage_error(const char *usage, const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("slate-bundle: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nusage: %s\n", usage);
-	return SLATE_EXIT_USAGE;
-}
-
-int report(const slate_error_t *err)
-{
-	return slate_error_report("slate-bundle", err);
-}
 
 static void help(FILE *out)
 {

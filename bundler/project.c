@@ -149,8 +149,11 @@ char *project_nginx_rules(const struct project *p)
 		char *more;
 		if (!slate_path_under(w, p->webroot) || strcmp(w, p->webroot) == 0)
 			continue;
-		/* Writable below the webroot: static files only, PHP never runs there. */
-		more = xasprintf("%slocation ^~ /%s/ { try_files $uri =404; location ~ \\.php$ { return 403; } }\n", out,
+		/* Writable below the webroot: static files only, PHP never runs
+		 * there, and dotfiles (.user.ini, .htaccess) are not served. */
+		more = xasprintf("%slocation ^~ /%s/ { try_files $uri =404; location ~ \\.php$ { return 403; } "
+				 "location ~ /\\. { return 404; } }\n",
+				 out,
 				 w + strlen(p->webroot) + 1);
 		free(out);
 		out = more;

@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "elf.h" /* ours; it brings in the system <elf.h> */
+#include "elfdeps.h"
 
 /* ---- writing minimal ELF files ---- */
 
@@ -683,12 +683,14 @@ static void test_closure_rpath_origin(void **state)
 }
 
 /* A root reached through a symlink: $ORIGIN is its real directory, as the
- * kernel reports it to ld.so. Non-ELF roots are ignored; roots are never
- * in the output, even when another root needs them. */
+ * kernel reports it to ld.so. Non-ELF roots (a script, a directory) are
+ * ignored, a missing one is an error; roots are never in the output, even
+ * when another root needs them. */
 static void test_closure_roots(void **state)
 {
 	const char *root = *state;
-	const char *roots[] = { "/app/link/prog", "/app/bin/script", "/opt/rp/libr.so.1" };
+	const char *roots[] = { "/app/link/prog", "/app/bin/script", "/opt/rp/libr.so.1", "/app/bin" };
+	const char *missing[] = { "/app/bin/no-such-program" };
 	struct slate_strv out = { 0 };
 	slate_error_t err = { 0 };
 	char link[PATH_MAX];
@@ -697,12 +699,15 @@ static void test_closure_roots(void **state)
 	mkdir_p(link);
 	symlink_at(root, "/app/link/prog", "../bin/prog");
 	write_text(root, "/app/bin/script", "#!/bin/sh\nexit 0\n");
-	if (slate_elf_closure(root, roots, 3, &out, &err) < 0)
+	if (slate_elf_closure(root, roots, 4, &out, &err) < 0)
 		fail_msg("closure: %s", err.msg);
 	assert_true(slate_strv_contains(&out, "/app/bin/../lib/liba.so.1"));
 	assert_true(slate_strv_contains(&out, "/opt/confX/libb.so.1"));
 	assert_false(slate_strv_contains(&out, "/opt/rp/libr.so.1"));
 	assert_false(slate_strv_contains(&out, "/app/bin/script"));
+	assert_int_equal(slate_elf_closure(root, missing, 1, &out, &err), -1);
+	assert_int_equal(err.errnum, ENOENT);
+	assert_non_null(strstr(err.msg, "/app/bin/no-such-program"));
 	slate_strv_free(&out);
 }
 

@@ -10,10 +10,7 @@
 #ifndef SLATE_BUNDLER_ELF_H
 #define SLATE_BUNDLER_ELF_H
 
-/* This header shares its name with the system's <elf.h>, which it shadows
- * when bundler/ is on the include path: include_next brings the system one
- * in (Elf64_Ehdr, ELFCLASS64, EM_X86_64 ... for the users of this API). */
-#include_next <elf.h>
+#include <elf.h>
 #include <stdbool.h>
 #include <stddef.h>
 
