@@ -194,15 +194,41 @@ char *tree_relative(const char *from_dir, const char *to)
 	return out;
 }
 
+/* Small files are kept in memory after hashing, so that writing the bundle
+ * does not open and read them a second time (most of a vendor/ tree). */
+#define KEEP_FILE_MAX (1u << 20)
+#define KEEP_TOTAL_MAX (512ull << 20)
+
 struct hash_job {
 	struct tree *t;
+	atomic_ullong kept;
 	atomic_size_t next;
 	atomic_int failed;
 	pthread_mutex_t lock;
 	slate_error_t *err;
 };
 
-static int hash_entry(struct slate_entry *e, slate_error_t *err)
+/* Read a small file whole, once: the buffer is hashed and kept. */
+static int hash_keep(struct slate_entry *e, int fd, slate_error_t *err)
+{
+	size_t len = 0;
+	char *buf = slate_read_fd(fd, e->source, e->size, &len, err);
+
+	if (buf == NULL)
+		return -1;
+	if (len != e->size) {
+		free(buf);
+		return slate_error_fail(err, "`%s` changed while it was being packed", e->source);
+	}
+	if (slate_sha256_buf(buf, len, e->sha256, err) < 0) {
+		free(buf);
+		return -1;
+	}
+	e->data = buf;
+	return 0;
+}
+
+static int hash_entry(struct hash_job *job, struct slate_entry *e, slate_error_t *err)
 {
 	unsigned long long size = 0;
 	cleanup_close int fd = -1;
@@ -212,6 +238,8 @@ static int hash_entry(struct slate_entry *e, slate_error_t *err)
 	fd = open(e->source, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
 	if (fd < 0)
 		return slate_error_sys(err, errno, "open `%s`", e->source);
+	if (e->size <= KEEP_FILE_MAX && atomic_fetch_add(&job->kept, e->size) + e->size <= KEEP_TOTAL_MAX)
+		return hash_keep(e, fd, err);
 	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	if (slate_sha256_fd(fd, e->source, e->sha256, &size, err) < 0)
 		return -1;
@@ -230,7 +258,7 @@ static void *hash_worker(void *arg)
 		if (i >= job->t->m.n_entries)
 			break;
 		struct slate_entry *e = &job->t->m.entries[i];
-		if (e->type != SLATE_ENTRY_FILE || hash_entry(e, &local) == 0)
+		if (e->type != SLATE_ENTRY_FILE || hash_entry(job, e, &local) == 0)
 			continue;
 		pthread_mutex_lock(&job->lock);
 		if (!atomic_exchange(&job->failed, 1) && job->err)

@@ -225,6 +225,27 @@ static int parse_meta(json_t *root, struct slate_manifest *m, slate_error_t *err
 	return 0;
 }
 
+/* Canonical manifests hold integers only. */
+static int reject_reals(json_t *j)
+{
+	const char *key;
+	json_t *v;
+	size_t i;
+
+	if (json_is_real(j))
+		return -1;
+	if (json_is_object(j)) {
+		json_object_foreach (j, key, v)
+			if (reject_reals(v) < 0)
+				return -1;
+	} else if (json_is_array(j)) {
+		json_array_foreach (j, i, v)
+			if (reject_reals(v) < 0)
+				return -1;
+	}
+	return 0;
+}
+
 int slate_manifest_parse(const char *buf, size_t len, const struct slate_limits *lim, struct slate_manifest *m,
 			 slate_error_t *err)
 {
@@ -257,12 +278,18 @@ int slate_manifest_parse(const char *buf, size_t len, const struct slate_limits 
 		if (entry_from_json(item, slate_manifest_add(m), err) < 0)
 			goto out;
 	}
-	/* One encoding only: what we would write is what was signed. */
-	again = slate_manifest_serialize(m, &again_len, err);
+	/* One encoding only: the canonical dump of what was parsed must be
+	 * the bytes that were signed (known keys and types are checked above,
+	 * so nothing unparsed can hide in it). */
+	again = slate_json_canonical(root, &again_len, err);
 	if (again == NULL)
 		goto out;
 	if (again_len != len || memcmp(again, buf, len) != 0) {
 		slate_error_refuse(err, "manifest is not in canonical form");
+		goto out;
+	}
+	if (reject_reals(root) < 0) {
+		slate_error_refuse(err, "manifest: numbers must be integers");
 		goto out;
 	}
 	r = slate_manifest_validate(m, lim, err);

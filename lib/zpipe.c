@@ -10,8 +10,8 @@
 #include "slate/util.h"
 #include "zpipe.h"
 
-#define ZPIPE_SLOTS 8
-#define ZPIPE_CHUNK (256 * 1024)
+#define ZPIPE_SLOTS 128
+#define ZPIPE_CHUNK (256 * 1024) /* up to 32 MiB decompressed ahead */
 
 struct zpipe {
 	int fd;
@@ -92,6 +92,9 @@ static void *producer(void *arg)
 	for (;;) {
 		if (!producer_slot(z, &slot))
 			break;
+		/* Slots are allocated on first use: small bundles stay small. */
+		if (z->buf[slot] == NULL)
+			z->buf[slot] = xmalloc(ZPIPE_CHUNK);
 		la_ssize_t n = archive_read_data(raw, z->buf[slot], ZPIPE_CHUNK);
 		if (n < 0) {
 			producer_fail(z, raw, NULL);
@@ -143,8 +146,6 @@ struct zpipe *zpipe_start(int fd, const char *name, slate_error_t *err)
 	z->name = xstrdup(name);
 	pthread_mutex_init(&z->mu, NULL);
 	pthread_cond_init(&z->cv, NULL);
-	for (int i = 0; i < ZPIPE_SLOTS; i++)
-		z->buf[i] = xmalloc(ZPIPE_CHUNK);
 	if (pthread_create(&z->thread, NULL, producer, z) != 0) {
 		slate_error_sys(err, errno, "start decompression thread");
 		zpipe_free(z);

@@ -21,10 +21,14 @@ cleanup_test_tmp() { rm -rf "$TEST_TMP"; }
 trap cleanup_test_tmp EXIT
 
 test_expect_success() {
-	local name=$1 body=$2 out
+	local name=$1 body=$2 out rc=0
 	test_count=$((test_count + 1))
 	out=$TEST_TMP/.case-$test_count.log
-	if (set -eE -o pipefail; eval "$body") >"$out" 2>&1; then
+	# Not `if (...)`: bash ignores set -e inside a subshell that is an
+	# if condition, and only the body's last command would count.
+	(set -eE -o pipefail; eval "$body") >"$out" 2>&1
+	rc=$?
+	if [ "$rc" -eq 0 ]; then
 		echo "ok - $name"
 	else
 		test_failed=$((test_failed + 1))

@@ -1,0 +1,357 @@
+/* Unit tests for lib/util.c: size parsing, atomic file replacement and
+ * bounded whole-file reads. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "slate/util.h"
+
+#define assert_error(err, want_kind, needle)                                                                   \
+	do {                                                                                                   \
+		if ((err)->kind != (want_kind) || strstr((err)->msg, (needle)) == NULL)                        \
+			fail_msg("got kind %d `%s`, want kind %d naming `%s`", (err)->kind, (err)->msg,        \
+				 (int)(want_kind), (needle));                                                  \
+	} while (0)
+
+/* ---- fixtures: a temporary directory per test ---- */
+
+static int tmpdir_setup(void **state)
+{
+	char *dir = xstrdup("/tmp/slate-test-util-XXXXXX");
+
+	if (mkdtemp(dir) == NULL) {
+		free(dir);
+		return -1;
+	}
+	*state = dir;
+	return 0;
+}
+
+/* The tests here only create plain files directly in the directory. */
+static int tmpdir_teardown(void **state)
+{
+	char *dir = *state;
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	while (d && (e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		char *p = xasprintf("%s/%s", dir, e->d_name);
+		unlink(p);
+		free(p);
+	}
+	if (d)
+		closedir(d);
+	rmdir(dir);
+	free(dir);
+	return 0;
+}
+
+static size_t count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	size_t n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL)
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	assert_int_equal(fputs(text, f) >= 0, 1);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void assert_file_content(const char *path, const char *want)
+{
+	slate_error_t err = { 0 };
+	size_t len = 0;
+	char *got = slate_read_file(path, 1 << 20, &len, &err);
+
+	if (got == NULL)
+		fail_msg("read `%s`: %s", path, err.msg);
+	assert_int_equal(len, strlen(want));
+	assert_string_equal(got, want);
+	free(got);
+}
+
+/* ---- slate_parse_size ---- */
+
+static void assert_size(const char *s, unsigned long long want)
+{
+	slate_error_t err = { 0 };
+	unsigned long long got = 0;
+
+	if (slate_parse_size(s, &got, &err) != 0)
+		fail_msg("`%s` refused: %s", s, err.msg);
+	assert_int_equal(got, want);
+}
+
+static void assert_size_refused(const char *s)
+{
+	slate_error_t err = { 0 };
+	unsigned long long got = 12345;
+
+	if (slate_parse_size(s, &got, &err) != -1)
+		fail_msg("`%s` accepted as %llu", s, got);
+	assert_error(&err, SLATE_EXIT_USAGE, s);
+	assert_int_equal(got, 12345);
+}
+
+static void test_size_units(void **state)
+{
+	(void)state;
+	assert_size("10", 10);
+	assert_size("0", 0);
+	assert_size("64M", 64ULL << 20);
+	assert_size("64k", 64ULL << 10);
+	assert_size("1G", 1ULL << 30);
+	assert_size("2T", 2ULL << 40);
+	assert_size("64MiB", 64ULL << 20);
+	assert_size("64MB", 64ULL << 20);
+	assert_size("16777215T", 16777215ULL << 40);
+}
+
+static void test_size_refuses_malformed(void **state)
+{
+	(void)state;
+	assert_size_refused("1.5G");
+	assert_size_refused("12X");
+	assert_size_refused("12 ");
+	assert_size_refused("-1");
+	assert_size_refused("M");
+	assert_size_refused("0x10");
+	assert_size_refused("10MM");
+	assert_size_refused("10iB");
+}
+
+static void test_size_refuses_overflow(void **state)
+{
+	(void)state;
+	assert_size_refused("18446744073709551616");
+	assert_size_refused("16777216T");
+	assert_size_refused("17179869184G");
+}
+
+static void test_size_refuses_empty(void **state)
+{
+	slate_error_t err = { 0 };
+	unsigned long long got = 0;
+
+	(void)state;
+	assert_int_equal(slate_parse_size("", &got, &err), -1);
+	assert_error(&err, SLATE_EXIT_USAGE, "not a size");
+}
+
+/* ---- slate_atomic_* ---- */
+
+static void test_atomic_commit(void **state)
+{
+	const char *dir = *state;
+	char *path = xasprintf("%s/out.txt", dir);
+	struct slate_atomic a = { .fd = -1 };
+	slate_error_t err = { 0 };
+	struct stat st;
+
+	assert_int_equal(slate_atomic_open(&a, path, 0640, &err), 0);
+	assert_int_equal(count_entries(dir), 1);
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(slate_write_all(a.fd, "hello\n", 6, a.tmp, &err), 0);
+	assert_int_equal(slate_atomic_commit(&a, &err), 0);
+	assert_file_content(path, "hello\n");
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	assert_int_equal(count_entries(dir), 1);
+	assert_null(a.tmp);
+	free(path);
+}
+
+static void test_atomic_commit_replaces(void **state)
+{
+	const char *dir = *state;
+	char *path = xasprintf("%s/out.txt", dir);
+	slate_error_t err = { 0 };
+
+	write_text(path, "old content that is longer\n");
+	assert_int_equal(slate_write_file_atomic(path, "new\n", 4, 0644, &err), 0);
+	assert_file_content(path, "new\n");
+	assert_int_equal(count_entries(dir), 1);
+	free(path);
+}
+
+static void test_atomic_abort_leaves_nothing(void **state)
+{
+	const char *dir = *state;
+	char *path = xasprintf("%s/out.txt", dir);
+	struct slate_atomic a = { .fd = -1 };
+	slate_error_t err = { 0 };
+
+	assert_int_equal(slate_atomic_open(&a, path, 0644, &err), 0);
+	assert_int_equal(slate_write_all(a.fd, "partial", 7, a.tmp, &err), 0);
+	slate_atomic_abort(&a);
+	assert_int_equal(count_entries(dir), 0);
+	assert_int_equal(a.fd, -1);
+	assert_null(a.tmp);
+	assert_null(a.path);
+	free(path);
+}
+
+static void test_atomic_abort_keeps_old_file(void **state)
+{
+	const char *dir = *state;
+	char *path = xasprintf("%s/out.txt", dir);
+	struct slate_atomic a = { .fd = -1 };
+	slate_error_t err = { 0 };
+
+	write_text(path, "old\n");
+	assert_int_equal(slate_atomic_open(&a, path, 0644, &err), 0);
+	assert_int_equal(slate_write_all(a.fd, "new\n", 4, a.tmp, &err), 0);
+	slate_atomic_abort(&a);
+	assert_file_content(path, "old\n");
+	assert_int_equal(count_entries(dir), 1);
+	free(path);
+}
+
+static void test_atomic_open_missing_dir(void **state)
+{
+	char *path = xasprintf("%s/no/such/dir/out.txt", (const char *)*state);
+	struct slate_atomic a = { .fd = -1 };
+	slate_error_t err = { 0 };
+
+	assert_int_equal(slate_atomic_open(&a, path, 0644, &err), -1);
+	assert_error(&err, SLATE_EXIT_SYSTEM, path);
+	assert_int_equal(err.errnum, ENOENT);
+	assert_null(a.tmp);
+	assert_null(a.path);
+	free(path);
+}
+
+/* An out-parameter is written, never read: open must not free what a
+ * fresh (uninitialised) struct happens to hold. Run in a child, since the
+ * failure mode is an abort in free(). */
+static void test_atomic_open_ignores_previous_struct(void **state)
+{
+	char *path = xasprintf("%s/out.txt", (const char *)*state);
+	static char not_heap[] = "not a heap pointer";
+	int status = 0;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct slate_atomic a = { .fd = 12345, .path = not_heap, .tmp = not_heap };
+		slate_error_t err = { 0 };
+		if (slate_atomic_open(&a, path, 0644, &err) < 0)
+			_exit(2);
+		slate_atomic_abort(&a);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	free(path);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("slate_atomic_open on a struct holding old values: child %s %d",
+			 WIFSIGNALED(status) ? "killed by signal" : "exited with", WIFSIGNALED(status) ? WTERMSIG(status)
+											     : WEXITSTATUS(status));
+}
+
+/* ---- slate_read_file ---- */
+
+static void test_read_file_limit(void **state)
+{
+	char *path = xasprintf("%s/data", (const char *)*state);
+	char text[101];
+	slate_error_t err = { 0 };
+	size_t len = 0;
+	char *got;
+
+	memset(text, 'x', 100);
+	text[100] = '\0';
+	write_text(path, text);
+	got = slate_read_file(path, 100, &len, &err);
+	assert_non_null(got);
+	assert_int_equal(len, 100);
+	assert_int_equal(got[100], '\0');
+	free(got);
+	assert_null(slate_read_file(path, 99, &len, &err));
+	assert_error(&err, SLATE_EXIT_REFUSED, path);
+	assert_non_null(strstr(err.msg, "larger than 99 bytes"));
+	free(path);
+}
+
+static void test_read_file_large(void **state)
+{
+	char *path = xasprintf("%s/big", (const char *)*state);
+	size_t n = 100000, len = 0;
+	char *text = xmalloc(n + 1), *got;
+	slate_error_t err = { 0 };
+
+	for (size_t i = 0; i < n; i++)
+		text[i] = (char)('a' + i % 26);
+	text[n] = '\0';
+	write_text(path, text);
+	got = slate_read_file(path, n, &len, &err);
+	assert_non_null(got);
+	assert_int_equal(len, n);
+	assert_memory_equal(got, text, n + 1);
+	free(got);
+	free(text);
+	free(path);
+}
+
+static void test_read_file_missing(void **state)
+{
+	char *path = xasprintf("%s/missing", (const char *)*state);
+	slate_error_t err = { 0 };
+
+	assert_null(slate_read_file(path, 100, NULL, &err));
+	assert_error(&err, SLATE_EXIT_SYSTEM, path);
+	assert_int_equal(err.errnum, ENOENT);
+	free(path);
+}
+
+int main(void)
+{
+	const struct CMUnitTest size[] = {
+		cmocka_unit_test(test_size_units),
+		cmocka_unit_test(test_size_refuses_malformed),
+		cmocka_unit_test(test_size_refuses_overflow),
+		cmocka_unit_test(test_size_refuses_empty),
+	};
+	const struct CMUnitTest files[] = {
+		cmocka_unit_test_setup_teardown(test_atomic_commit, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_atomic_commit_replaces, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_atomic_abort_leaves_nothing, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_atomic_abort_keeps_old_file, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_atomic_open_missing_dir, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_atomic_open_ignores_previous_struct, tmpdir_setup,
+						tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_read_file_limit, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_read_file_large, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_read_file_missing, tmpdir_setup, tmpdir_teardown),
+	};
+	int failed = 0;
+
+	failed += cmocka_run_group_tests_name("util-size", size, NULL, NULL);
+	failed += cmocka_run_group_tests_name("util-files", files, NULL, NULL);
+	return failed ? 1 : 0;
+}
