@@ -237,10 +237,12 @@ static int add_link(struct walk *w, const char *host, const char *rel, slate_err
 	buf[n] = '\0';
 	if (real == NULL)
 		return slate_error_refuse(err, "dangling symlink `%s` -> `%s`", rel, buf);
-	if (buf[0] != '/' && slate_path_check_link(rel, buf, &ignore) == 0)
-		return tree_add_symlink(w->t, path, buf, false, err);
-	/* An absolute link that resolves inside the project becomes relative. */
+	/* Where the link really leads decides (a chain can climb out through
+	 * another link); inside, a safe relative target is kept as written, an
+	 * absolute one becomes relative. */
 	if (slate_path_under(real, w->real_root) && strcmp(real, w->real_root) != 0) {
+		if (buf[0] != '/' && slate_path_check_link(rel, buf, &ignore) == 0)
+			return tree_add_symlink(w->t, path, buf, false, err);
 		cleanup_free char *inside = app_path(real + strlen(w->real_root) + 1);
 		cleanup_free char *target = tree_relative(parent, inside);
 		return tree_add_symlink(w->t, path, target, false, err);
@@ -336,8 +338,13 @@ static int add_settings_dirs(struct walk *w, slate_error_t *err)
 		return slate_error_refuse(err, "project `%s` has no webroot directory `%s`", w->p->dir, w->p->webroot);
 	for (size_t i = 0; i < w->p->writable.n; i++) {
 		cleanup_free char *path = app_path(w->p->writable.v[i]);
-		if (tree_get(w->t, path) == NULL && tree_add_dir(w->t, path, err) < 0)
+		struct slate_entry *we = tree_get(w->t, path);
+		if (we == NULL && tree_add_dir(w->t, path, err) < 0)
 			return -1;
+		/* Not a link: it could make the webroot (or code) writable. */
+		if (we != NULL && we->type != SLATE_ENTRY_DIR)
+			return slate_error_refuse(err, "slate.json: writable `%s` is a %s in the project, not a directory",
+						  w->p->writable.v[i], slate_entry_type_name(we->type));
 	}
 	rules = project_nginx_rules(w->p);
 	return tree_add_data(w->t, SLATE_APP_DIR "/.slate/nginx.conf", rules, strlen(rules), false, err);

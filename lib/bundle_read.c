@@ -299,8 +299,11 @@ static const struct slate_entry *match_member(struct reader *r, const struct sla
 		slate_error_refuse(err, "duplicate member `%s`", path);
 		return NULL;
 	}
+	/* Every entry before `next` was seen, so an unseen one is listed
+	 * later: the entries between are not where they must be. */
 	if (idx != next) {
-		slate_error_refuse(err, "member `%s` out of manifest order", path);
+		slate_error_refuse(err, "member `%s` missing (the archive has `%s` in its place)",
+				   r->m.entries[next].path, path);
 		return NULL;
 	}
 	seen[idx] = true;

@@ -6,6 +6,15 @@
 
 #include "slate/error.h"
 
+/* Messages are one line, whatever bytes a path or an untrusted manifest
+ * put into them: control characters become '?'. */
+static void sanitize(char *msg)
+{
+	for (unsigned char *c = (unsigned char *)msg; *c; c++)
+		if (*c < 0x20 || *c == 0x7f)
+			*c = '?';
+}
+
 static void error_vset(slate_error_t *err, int kind, int errnum, const char *fmt, va_list ap)
 {
 	if (err == NULL)
@@ -13,6 +22,7 @@ static void error_vset(slate_error_t *err, int kind, int errnum, const char *fmt
 	err->kind = kind;
 	err->errnum = errnum;
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	sanitize(err->msg);
 }
 
 int slate_error_set(slate_error_t *err, int kind, int errnum, const char *fmt, ...)
@@ -91,6 +101,7 @@ int slate_error_wrap(slate_error_t *err, const char *fmt, ...)
 	size_t olen = strnlen(old, room);
 	memcpy(err->msg + plen + 2, old, olen);
 	err->msg[plen + 2 + olen] = '\0';
+	sanitize(err->msg);
 	if (err->kind == 0)
 		err->kind = SLATE_EXIT_SYSTEM;
 	return -1;

@@ -133,8 +133,8 @@ char *slate_manifest_serialize(const struct slate_manifest *m, size_t *len, slat
 	json_object_set_new(root, "created", json_integer(m->created));
 	json_object_set_new(root, "sequence", json_integer(m->sequence));
 	json_object_set_new(root, "signer", json_string(m->signer ? m->signer : ""));
-	json_object_set(root, "image", m->image ? m->image : json_object());
-	json_object_set(root, "settings", m->settings ? m->settings : json_object());
+	json_object_set_new(root, "image", m->image ? json_incref(m->image) : json_object());
+	json_object_set_new(root, "settings", m->settings ? json_incref(m->settings) : json_object());
 	json_object_set_new(root, "entries", entries);
 	out = slate_json_canonical(root, len, err);
 	json_decref(root);

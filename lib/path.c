@@ -92,15 +92,22 @@ int slate_path_check_link(const char *link, const char *target, slate_error_t *e
 	for (c = link; *c; c++)
 		if (*c == '/')
 			depth++;
+	/* `..` only as a leading run: then no link can climb out through
+	 * another link (a/s -> .., a/t -> s/../../x), by induction. */
+	bool climbing = true;
 	for (c = target; *c;) {
 		const char *slash = strchr(c, '/');
 		size_t clen = slash ? (size_t)(slash - c) : strlen(c);
 		if (clen == 2 && c[0] == '.' && c[1] == '.') {
+			if (!climbing)
+				return slate_error_refuse(err, "unsafe symlink `%s`: `..` inside target `%s`", link,
+							  target);
 			if (--depth < 0)
 				return slate_error_refuse(err, "unsafe symlink `%s`: target `%s` leaves the tree", link,
 							  target);
 		} else if (clen > 0 && !(clen == 1 && c[0] == '.')) {
 			depth++;
+			climbing = false;
 		}
 		c += clen + (slash ? 1 : 0);
 	}
@@ -143,11 +150,20 @@ char *slate_path_parent(const char *path)
 
 bool slate_glob_match(const char *pattern, const char *relpath)
 {
-	const char *p = pattern;
+	bool anchored = pattern[0] == '/';
+	cleanup_free char *p = NULL;
+	size_t n;
 
-	while (p[0] == '/')
-		p++;
-	if (strchr(p, '/') == NULL) {
+	while (pattern[0] == '/')
+		pattern++;
+	/* "cache/" means the directory cache: the match covers its contents anyway. */
+	n = strlen(pattern);
+	while (n > 0 && pattern[n - 1] == '/')
+		n--;
+	p = xstrndup(pattern, n);
+	if (p[0] == '\0')
+		return false;
+	if (!anchored && strchr(p, '/') == NULL) {
 		/* Any component of the path (a match on a directory covers its contents). */
 		for (const char *c = relpath; c; ) {
 			const char *slash = strchr(c, '/');

@@ -126,11 +126,13 @@ static int write_pem_excl(const char *path, mode_t mode, int (*emit)(BIO *, EVP_
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 	BIO *bio = BIO_new(BIO_s_mem());
 	char *data = NULL;
-	long len;
+	long len = 0;
 	int r = 0;
 
 	if (fd < 0) {
 		BIO_free(bio);
+		if (errno == EEXIST)
+			return slate_error_refuse(err, "`%s` exists: refusing to overwrite a key", path);
 		return slate_error_sys(err, errno, "create `%s`", path);
 	}
 	if (bio == NULL || emit(bio, pkey) != 1 || (len = BIO_get_mem_data(bio, &data)) <= 0)
@@ -176,7 +178,7 @@ int slate_key_generate(const char *path, struct slate_key *out, slate_error_t *e
 	/* Check both names first so that a refusal leaves nothing behind. */
 	if (lstat(pub, &st) == 0) {
 		EVP_PKEY_free(pkey);
-		return slate_error_sys(err, EEXIST, "create `%s`", pub);
+		return slate_error_refuse(err, "`%s` exists: refusing to overwrite a key", pub);
 	}
 	if (write_pem_excl(path, 0600, emit_private, pkey, err) < 0) {
 		EVP_PKEY_free(pkey);

@@ -203,6 +203,7 @@ int slate_atomic_open(struct slate_atomic *a, const char *path, mode_t mode, sla
 	size_t dirlen = (size_t)(base - copy);
 
 	a->fd = -1;
+	a->tmp = NULL;
 	a->path = xstrdup(path);
 	for (int tries = 0; tries < 100; tries++) {
 		unsigned r = (unsigned)getpid() * 2654435761u ^ (unsigned)tries * 40503u ^ (unsigned)(uintptr_t)a;

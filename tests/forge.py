@@ -268,7 +268,7 @@ def c_hardlink(b, key):
     m[0].type, m[0].linkname, m[0].size, m[1] = tarfile.LNKTYPE, "app/config/general.php", 0, None
 
 
-def _special(b, kind, mode=0o644):
+def _special(b, kind):
     m = b.get(VICTIM)
     m[0].type, m[0].size, m[1] = kind, 0, None
     m[0].devmajor, m[0].devminor = 1, 3

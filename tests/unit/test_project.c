@@ -137,11 +137,13 @@ static void assert_collect_refused(const struct fixture *f, bool dereference, co
 	struct project p;
 	struct tree t;
 
-	if (collect(f, dereference, &p, &t, &err) != -1)
-		fail_msg("project_collect accepted the project");
-	assert_refused(&err, needle);
+	int r = collect(f, dereference, &p, &t, &err);
+
 	tree_free(&t);
 	project_free(&p);
+	if (r != -1)
+		fail_msg("project_collect accepted the project, want a refusal naming `%s`", needle);
+	assert_refused(&err, needle);
 }
 
 static void collect_ok(const struct fixture *f, bool dereference, struct project *p, struct tree *t)
@@ -469,6 +471,19 @@ static void test_collect_refuses_outside_link(void **state)
 	free(target);
 }
 
+/* web/s -> ".." is the project; web/t -> "s/../outside/x" stays inside
+ * lexically, but resolves outside the project. */
+static void test_collect_refuses_link_chain_leaving(void **state)
+{
+	struct fixture *f = *state;
+
+	make_site(f);
+	make(f->outside, "shared.php", "<?php\n");
+	make_link(f->proj, "web/s", "..");
+	make_link(f->proj, "web/t", "s/../outside/shared.php");
+	assert_collect_refused(f, false, "`web/t -> s/../outside/shared.php`");
+}
+
 static void test_collect_dereferences_outside_link(void **state)
 {
 	struct fixture *f = *state;
@@ -548,6 +563,7 @@ int main(void)
 		fixture_test(test_collect_links_inside),
 		fixture_test(test_collect_refuses_dangling_link),
 		fixture_test(test_collect_refuses_outside_link),
+		fixture_test(test_collect_refuses_link_chain_leaving),
 		fixture_test(test_collect_dereferences_outside_link),
 		fixture_test(test_collect_refuses_reserved_slate),
 		fixture_test(test_collect_refuses_missing_webroot),

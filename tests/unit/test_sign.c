@@ -159,8 +159,8 @@ static void test_generate_refuses_existing_private(void **state)
 
 	write_text(f->key, "keep me\n");
 	assert_int_equal(slate_key_generate(f->key, &key, &err), -1);
-	assert_error(&err, SLATE_EXIT_SYSTEM, f->key);
-	assert_int_equal(err.errnum, EEXIST);
+	assert_error(&err, SLATE_EXIT_REFUSED, f->key);
+	assert_non_null(strstr(err.msg, "refusing to overwrite"));
 	assert_int_equal(access(f->pub, F_OK), -1);
 	text = read_text(f->key);
 	assert_string_equal(text, "keep me\n");
@@ -176,8 +176,8 @@ static void test_generate_refuses_existing_public(void **state)
 
 	write_text(f->pub, "keep me\n");
 	assert_int_equal(slate_key_generate(f->key, &key, &err), -1);
-	assert_error(&err, SLATE_EXIT_SYSTEM, f->pub);
-	assert_int_equal(err.errnum, EEXIST);
+	assert_error(&err, SLATE_EXIT_REFUSED, f->pub);
+	assert_non_null(strstr(err.msg, "refusing to overwrite"));
 	assert_int_equal(access(f->key, F_OK), -1);
 	text = read_text(f->pub);
 	assert_string_equal(text, "keep me\n");
@@ -193,7 +193,7 @@ static void test_generate_refuses_symlink(void **state)
 
 	assert_int_equal(symlink(victim, f->key), 0);
 	assert_int_equal(slate_key_generate(f->key, &key, &err), -1);
-	assert_error(&err, SLATE_EXIT_SYSTEM, f->key);
+	assert_error(&err, SLATE_EXIT_REFUSED, f->key);
 	assert_int_equal(access(victim, F_OK), -1);
 	assert_int_equal(access(f->pub, F_OK), -1);
 	free(victim);

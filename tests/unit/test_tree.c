@@ -318,6 +318,19 @@ static void expected_sha(const struct slate_entry *e, unsigned char out[SLATE_SH
 	free(buf);
 }
 
+/* Forget what a previous tree_hash() computed or kept in memory. */
+static void forget_hashes(struct tree *t)
+{
+	for (size_t i = 0; i < t->m.n_entries; i++) {
+		struct slate_entry *e = &t->m.entries[i];
+		memset(e->sha256, 0, SLATE_SHA256_LEN);
+		if (e->source != NULL) {
+			free(e->data);
+			e->data = NULL;
+		}
+	}
+}
+
 static void test_hash_threads_agree(void **state)
 {
 	unsigned char one[N_FILES + 4][SLATE_SHA256_LEN], want[SLATE_SHA256_LEN];
@@ -327,10 +340,9 @@ static void test_hash_threads_agree(void **state)
 	build_hash_tree(&t, *state);
 	assert_true(t.m.n_entries <= N_FILES + 4);
 	assert_int_equal(tree_hash(&t, 1, &err), 0);
-	for (size_t i = 0; i < t.m.n_entries; i++) {
+	for (size_t i = 0; i < t.m.n_entries; i++)
 		memcpy(one[i], t.m.entries[i].sha256, SLATE_SHA256_LEN);
-		memset(t.m.entries[i].sha256, 0, SLATE_SHA256_LEN);
-	}
+	forget_hashes(&t);
 	assert_int_equal(tree_hash(&t, 4, &err), 0);
 	for (size_t i = 0; i < t.m.n_entries; i++) {
 		const struct slate_entry *e = &t.m.entries[i];
@@ -343,21 +355,37 @@ static void test_hash_threads_agree(void **state)
 	tree_free(&t);
 }
 
-static void test_hash_refuses_changed_file(void **state)
+/* A file added with `size` bytes that has `now` bytes when it is hashed. */
+static void assert_hash_sees_change(const char *dir, size_t size, size_t now)
 {
-	char *host = xasprintf("%s/grows", (const char *)*state);
+	char *host = xasprintf("%s/changes", dir), *buf = xcalloc(size > now ? size : now, 1);
 	slate_error_t err = { 0 };
 	struct tree t;
+	int r;
 
 	tree_init(&t);
-	write_bytes(host, "12345", 5);
-	assert_int_equal(tree_add_file(&t, "grows", host, 0644, 5, false, &err), 0);
-	write_bytes(host, "123456", 6);
-	assert_int_equal(tree_hash(&t, 4, &err), -1);
-	assert_error(&err, SLATE_EXIT_SYSTEM, host);
-	assert_non_null(strstr(err.msg, "changed while it was being packed"));
+	write_bytes(host, buf, size);
+	assert_int_equal(tree_add_file(&t, "changes", host, 0644, size, false, &err), 0);
+	write_bytes(host, buf, now);
+	r = tree_hash(&t, 4, &err);
 	tree_free(&t);
+	free(buf);
 	free(host);
+	assert_int_equal(r, -1);
+	if (err.kind != SLATE_EXIT_SYSTEM || strstr(err.msg, "changed while it was being packed") == NULL)
+		fail_msg("%zu bytes, then %zu: kind %d `%s`", size, now, err.kind, err.msg);
+}
+
+static void test_hash_refuses_shrunk_file(void **state)
+{
+	assert_hash_sees_change(*state, 5, 4);
+	assert_hash_sees_change(*state, (2u << 20) + 1, 2u << 20);
+}
+
+static void test_hash_refuses_grown_file(void **state)
+{
+	assert_hash_sees_change(*state, (2u << 20) + 1, (2u << 20) + 2);
+	assert_hash_sees_change(*state, 5, 6);
 }
 
 static void test_hash_missing_source(void **state)
@@ -393,7 +421,8 @@ int main(void)
 		cmocka_unit_test(test_mode),
 		cmocka_unit_test(test_note_mtime_keeps_newest),
 		tmpdir_test(test_hash_threads_agree),
-		tmpdir_test(test_hash_refuses_changed_file),
+		tmpdir_test(test_hash_refuses_shrunk_file),
+		tmpdir_test(test_hash_refuses_grown_file),
 		tmpdir_test(test_hash_missing_source),
 	};
 
