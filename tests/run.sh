@@ -29,9 +29,13 @@ count_output() { # name file rc
 	passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
 	if [ "$f" -gt 0 ]; then
 		failures+=("$name")
-		grep -E '^not ok' "$file" | sed "s|^|    $name: |"
-		echo "    --- last lines of $name:"
-		tail -n 25 "$file" | sed 's/^/    | /'
+		# Each failure with the diagnostics under it (first five).
+		awk -v n="$name" '/^not ok/ { shown++; on = (shown <= 5); if (on) print "    " n ": " $0; next }
+			/^#/ && on { if (++lines[shown] <= 15) print "    | " $0; next } { on = 0 }' "$file"
+		if ! grep -q '^#' "$file"; then
+			echo "    --- last lines of $name:"
+			tail -n 25 "$file" | sed 's/^/    | /'
+		fi
 	fi
 }
 
