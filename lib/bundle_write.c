@@ -21,6 +21,8 @@
 
 struct writer {
 	struct archive *a;
+	int fd;
+	uint64_t written, synced;
 	struct archive_entry *ae;
 	int64_t mtime;
 	const struct slate_progress *progress;
@@ -35,6 +37,36 @@ static int archive_fail(struct writer *w, const char *what, slate_error_t *err)
 	if (e > 0 && e < 1000)
 		return slate_error_sys(err, e, "write bundle (%s)", what);
 	return slate_error_fail(err, "write bundle (%s): %s", what, msg ? msg : "libarchive error");
+}
+
+/* Output: start writeback every few MiB, so that the final fsync (the
+ * bundle must be durable before it is renamed into place) has little left
+ * to wait for. */
+#define WRITEBACK_STEP (8u << 20)
+
+static la_ssize_t out_write(struct archive *a, void *ctx, const void *buf, size_t len)
+{
+	struct writer *w = ctx;
+	const char *p = buf;
+	size_t left = len;
+
+	while (left > 0) {
+		ssize_t n = write(w->fd, p, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			archive_set_error(a, errno, "write");
+			return -1;
+		}
+		p += n;
+		left -= (size_t)n;
+	}
+	w->written += len;
+	if (w->written - w->synced >= WRITEBACK_STEP) {
+		(void)sync_file_range(w->fd, (off64_t)w->synced, (off64_t)(w->written - w->synced), SYNC_FILE_RANGE_WRITE);
+		w->synced = w->written;
+	}
+	return (la_ssize_t)len;
 }
 
 static int writer_open(struct writer *w, int fd, int level, int threads, slate_error_t *err)
@@ -54,8 +86,10 @@ static int writer_open(struct writer *w, int fd, int level, int threads, slate_e
 	snprintf(buf, sizeof(buf), "%d", threads);
 	if (threads > 0 && archive_write_set_filter_option(w->a, "zstd", "threads", buf) != ARCHIVE_OK)
 		return archive_fail(w, "zstd threads", err);
-	if (archive_write_set_bytes_in_last_block(w->a, 1) != ARCHIVE_OK ||
-	    archive_write_open_fd(w->a, fd) != ARCHIVE_OK)
+	w->fd = fd;
+	if (archive_write_set_bytes_per_block(w->a, 1 << 20) != ARCHIVE_OK ||
+	    archive_write_set_bytes_in_last_block(w->a, 1) != ARCHIVE_OK ||
+	    archive_write_open2(w->a, w, NULL, out_write, NULL, NULL) != ARCHIVE_OK)
 		return archive_fail(w, "open", err);
 	return 0;
 }
