@@ -1,4 +1,5 @@
 /* slate-bundle: how commands report usage errors and failures. */
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -19,4 +20,30 @@ int usage_error(const char *usage, const char *fmt, ...)
 int report(const slate_error_t *err)
 {
 	return slate_error_report("slate-bundle", err);
+}
+
+int parse_json_flag(int argc, char **argv, const char *name, const char *usage, const char *help, bool *as_json)
+{
+	static const struct option opts[] = { { "json", no_argument, NULL, 'j' },
+					      { "help", no_argument, NULL, 'h' },
+					      { NULL, 0, NULL, 0 } };
+	int c;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j': *as_json = true; break;
+		case 'h': return fputs(help, stdout), 0;
+		default: return usage_error(usage, "%s: bad option `%s`", name, argv[optind - 1]);
+		}
+	}
+	return -1;
+}
+
+void print_json(json_t *o)
+{
+	json_dumpf(o, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+	putchar('\n');
+	json_decref(o);
 }

@@ -1,7 +1,7 @@
 /* slate-bundle diff: entries added, removed and changed between two
  * bundles, and whether the runtime part changed. */
-#include <getopt.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "commands.h"
@@ -101,25 +101,15 @@ static void print_text(const struct diff *d)
 
 int cmd_diff(int argc, char **argv)
 {
-	static const struct option opts[] = { { "json", no_argument, NULL, 'j' },
-					      { "help", no_argument, NULL, 'h' },
-					      { NULL, 0, NULL, 0 } };
 	struct slate_manifest a, b;
 	struct diff d = { json_array(), json_array(), json_array(), false };
 	slate_error_t err = { 0 };
 	char ida[SLATE_SHA256_HEX], idb[SLATE_SHA256_HEX];
 	bool as_json = false;
-	int c;
+	int c = parse_json_flag(argc, argv, "diff", usage, help, &as_json);
 
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'j': as_json = true; break;
-		case 'h': fputs(help, stdout); c = 0; goto done;
-		default: c = usage_error(usage, "diff: bad option `%s`", argv[optind - 1]); goto done;
-		}
-	}
+	if (c >= 0)
+		goto done;
 	if (optind + 2 != argc) {
 		c = usage_error(usage, "diff: needs two bundles");
 		goto done;
@@ -137,9 +127,7 @@ int cmd_diff(int argc, char **argv)
 	if (as_json) {
 		json_t *o = json_pack("{s:s,s:s,s:O,s:O,s:O,s:b}", "a", ida, "b", idb, "added", d.added, "removed",
 				      d.removed, "changed", d.changed, "runtime_changed", d.runtime_changed);
-		json_dumpf(o, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
-		putchar('\n');
-		json_decref(o);
+		print_json(o);
 	} else {
 		print_text(&d);
 	}

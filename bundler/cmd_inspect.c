@@ -1,7 +1,6 @@
 /* slate-bundle inspect: show a bundle's metadata (read, not verified). */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -97,33 +96,20 @@ static void inspect_text(const struct slate_manifest *m, const char *id)
 
 int cmd_inspect(int argc, char **argv)
 {
-	static const struct option opts[] = { { "json", no_argument, NULL, 'j' },
-					      { "help", no_argument, NULL, 'h' },
-					      { NULL, 0, NULL, 0 } };
 	struct slate_manifest m;
 	slate_error_t err = { 0 };
 	char id[SLATE_SHA256_HEX];
 	bool as_json = false;
-	int c;
+	int r = parse_json_flag(argc, argv, "inspect", usage, help, &as_json);
 
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'j': as_json = true; break;
-		case 'h': return fputs(help, stdout), 0;
-		default: return usage_error(usage, "inspect: bad option `%s`", argv[optind - 1]);
-		}
-	}
+	if (r >= 0)
+		return r;
 	if (optind + 1 != argc)
 		return usage_error(usage, "inspect: needs exactly one BUNDLE");
 	if (open_manifest(argv[optind], &m, id, &err) < 0)
 		return report(&err);
 	if (as_json) {
-		json_t *o = inspect_json(&m, id);
-		json_dumpf(o, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
-		putchar('\n');
-		json_decref(o);
+		print_json(inspect_json(&m, id));
 	} else {
 		inspect_text(&m, id);
 	}

@@ -3,7 +3,10 @@
 #ifndef SLATE_BUNDLER_COMMANDS_H
 #define SLATE_BUNDLER_COMMANDS_H
 
+#include <stdbool.h>
 #include <stdio.h>
+
+#include <jansson.h>
 
 #include "slate/error.h"
 #include "slate/hash.h"
@@ -17,6 +20,11 @@ int cmd_diff(int argc, char **argv);
 
 /* Print "slate-bundle CMD: usage: ..." for a usage error and return 2. */
 int usage_error(const char *usage, const char *fmt, ...) SLATE_PRINTF(2, 3);
+/* Parse a command line of only --json and --help: -1 to go on, else the
+ * exit code (0 after --help, 2 for a bad option). */
+int parse_json_flag(int argc, char **argv, const char *name, const char *usage, const char *help, bool *as_json);
+/* Print o indented with sorted keys, and release it. */
+void print_json(json_t *o);
 /* Report err as "slate-bundle: msg" and return its exit code. */
 int report(const slate_error_t *err);
 

@@ -137,12 +137,16 @@ static int cg_read_key(const char *dir, const char *file, const char *key, uint6
 
 	if (text == NULL)
 		return -1;
-	for (char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
-		if (strncmp(line, key, klen) != 0 || line[klen] != ' ')
-			continue;
-		if (parse_u64(line + klen + 1, &end, v) < 0 || (*end != '\n' && *end != '\0'))
-			return slate_error_fail(err, "unexpected `%s` line in `%s/%s`", key, dir, file);
-		return 0;
+	for (const char *line = text; *line;) {
+		const char *next = strchr(line, '\n');
+		if (strncmp(line, key, klen) == 0 && line[klen] == ' ') {
+			if (parse_u64(line + klen + 1, &end, v) < 0 || (*end != '\n' && *end != '\0'))
+				return slate_error_fail(err, "unexpected `%s` line in `%s/%s`", key, dir, file);
+			return 0;
+		}
+		if (next == NULL)
+			break;
+		line = next + 1;
 	}
 	return 1;
 }
@@ -450,6 +454,12 @@ static int v1_make(const char *root, const struct slate_cgroup *cg, slate_error_
 	return 0;
 }
 
+/* CFS quota in microseconds per SLATE_CGROUP_CPU_PERIOD_US. */
+static uint64_t cpu_quota_us(uint64_t millis)
+{
+	return millis * (SLATE_CGROUP_CPU_PERIOD_US / 1000);
+}
+
 static int v2_limits(const char *dir, const struct slate_cg_limits *lim, slate_error_t *err)
 {
 	bool missing = false;
@@ -467,7 +477,7 @@ static int v2_limits(const char *dir, const struct slate_cg_limits *lim, slate_e
 		return -1;
 	if (lim->cpu_millis) {
 		snprintf(buf, sizeof(buf), "%llu %u",
-			 (unsigned long long)(lim->cpu_millis * SLATE_CGROUP_CPU_PERIOD_US / 1000),
+			 (unsigned long long)cpu_quota_us(lim->cpu_millis),
 			 SLATE_CGROUP_CPU_PERIOD_US);
 		if (cg_write(dir, "cpu.max", buf, err) < 0)
 			return -1;
@@ -506,7 +516,7 @@ static int v1_limits(const struct slate_cgroup *cg, const struct slate_cg_limits
 	if (lim->cpu_millis) {
 		if (cg_write_u64(cg->path_cpu, "cpu.cfs_period_us", SLATE_CGROUP_CPU_PERIOD_US, err) < 0 ||
 		    cg_write_u64(cg->path_cpu, "cpu.cfs_quota_us",
-				 lim->cpu_millis * SLATE_CGROUP_CPU_PERIOD_US / 1000, err) < 0)
+				 cpu_quota_us(lim->cpu_millis), err) < 0)
 			return -1;
 	}
 	return 0;
@@ -573,10 +583,15 @@ int slate_cgroup_create_version(const char *root, int version, const char *name,
 		slate_cgroup_free(&new);
 		return -1;
 	}
-	if (version == 2)
-		r = v2_make(root, &new, err) < 0 || v2_limits(new.path_v2, lim, err) < 0 ? -1 : 0;
-	else
-		r = v1_make(root, &new, err) < 0 || v1_limits(&new, lim, err) < 0 ? -1 : 0;
+	if (version == 2) {
+		r = v2_make(root, &new, err);
+		if (r == 0)
+			r = v2_limits(new.path_v2, lim, err);
+	} else {
+		r = v1_make(root, &new, err);
+		if (r == 0)
+			r = v1_limits(&new, lim, err);
+	}
 	if (r < 0) {
 		slate_error_t ignored = { 0 };
 		cg_remove_dirs(&new, &busy, &ignored);
@@ -655,8 +670,12 @@ static int kill_round(const struct slate_cgroup *cg, const struct pidv *pids, sl
 	struct pidv again = { 0 };
 	int r = 0;
 
-	for (size_t i = 0; i < pids->n; i++)
-		fds[i] = (int)syscall(SYS_pidfd_open, pids->v[i], 0);
+	/* fds[i]: a pidfd, or -errno of pidfd_open */
+	for (size_t i = 0; i < pids->n; i++) {
+		fds[i] = pids->v[i] > 1 ? (int)syscall(SYS_pidfd_open, pids->v[i], 0) : -1;
+		if (fds[i] < 0)
+			fds[i] = pids->v[i] > 1 ? -errno : -ESRCH;
+	}
 	if (cg_all_pids(cg, &again, err) < 0)
 		r = -1;
 	for (size_t i = 0; r == 0 && i < pids->n; i++) {
@@ -666,7 +685,7 @@ static int kill_round(const struct slate_cgroup *cg, const struct pidv *pids, sl
 			continue;
 		if (fds[i] >= 0)
 			k = syscall(SYS_pidfd_send_signal, fds[i], SIGKILL, NULL, 0);
-		else if (errno == ENOSYS)
+		else if (fds[i] == -ENOSYS)
 			k = kill(pid, SIGKILL);
 		else
 			continue; /* ESRCH: gone already */
@@ -782,8 +801,8 @@ static int stale_names(const char *root, struct slate_strv *names, slate_error_t
 /* Remove the leftover `name` if nothing runs in it; *gone when removed. */
 static int stale_remove(const char *root, const char *name, bool *gone, slate_error_t *err)
 {
-	struct slate_cgroup v2 = { .version = 2, .name = (char *)name };
-	struct slate_cgroup v1 = { .version = 1, .name = (char *)name };
+	struct slate_cgroup v2 = { .version = 2, .name = xstrdup(name) };
+	struct slate_cgroup v1 = { .version = 1, .name = xstrdup(name) };
 	struct slate_cgroup *both[2] = { &v2, &v1 };
 	struct pidv pids = { 0 };
 	bool busy = false;
@@ -798,7 +817,6 @@ static int stale_remove(const char *root, const char *name, bool *gone, slate_er
 		r = cg_remove_dirs(both[i], &busy, err);
 	*gone = r == 0 && pids.n == 0 && !busy;
 	free(pids.v);
-	v2.name = v1.name = NULL;
 	slate_cgroup_free(&v2);
 	slate_cgroup_free(&v1);
 	return r;
