@@ -14,7 +14,7 @@ DEPS_BUILD := build-essential pkg-config libarchive-dev libssl-dev libjansson-de
 DEPS_RUNTIME := php8.2-fpm php8.2-cli php8.2-common php8.2-opcache php8.2-mysql \
 	php8.2-mbstring php8.2-intl php8.2-gd php8.2-zip php8.2-curl php8.2-xml \
 	php8.2-bcmath nginx tzdata ca-certificates libc-bin
-DEPS_TEST := zstd tar openssl coreutils python3 curl binutils iproute2 valgrind procps
+DEPS_TEST := zstd tar openssl coreutils python3 curl binutils iproute2 valgrind procps gcc-multilib
 DEPS_BENCH := hyperfine wrk
 DEPS := $(DEPS_BUILD) $(DEPS_RUNTIME) $(DEPS_TEST) $(DEPS_BENCH)
 
@@ -39,6 +39,8 @@ RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
 BUNDLER_LIB_OBJ := $(filter-out $(BUILD)/bundler/main.o,$(BUNDLER_OBJ))
 RUNTIME_LIB_OBJ := $(filter-out $(BUILD)/runtime/main.o,$(RUNTIME_OBJ))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+include tests/probe/Makefile.inc
 
 .PHONY: all deps test unit integration check-asan valgrind install clean format-check demo bench
 
@@ -74,7 +76,7 @@ deps:
 	fi
 
 test: deps
-	@$(MAKE) --no-print-directory all unit-bins
+	@$(MAKE) --no-print-directory all unit-bins probes
 	@tests/run.sh
 
 unit-bins: $(UNIT_BIN)
@@ -82,7 +84,7 @@ unit-bins: $(UNIT_BIN)
 unit: all unit-bins
 	@tests/run.sh unit
 
-integration: all
+integration: all probes
 	@tests/run.sh integration
 
 check-asan:

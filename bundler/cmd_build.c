@@ -47,12 +47,12 @@ struct build_opts {
 static int parse_args(int argc, char **argv, struct build_opts *o)
 {
 	static const struct option opts[] = {
-		{ "image", required_argument, NULL, 'i' },  { "key", required_argument, NULL, 'k' },
-		{ "output", required_argument, NULL, 'o' }, { "name", required_argument, NULL, 'n' },
+		{ "image", required_argument, NULL, 'i' },   { "key", required_argument, NULL, 'k' },
+		{ "output", required_argument, NULL, 'o' },  { "name", required_argument, NULL, 'n' },
 		{ "version", required_argument, NULL, 'V' }, { "sequence", required_argument, NULL, 's' },
-		{ "repin", no_argument, NULL, 'R' },        { "dereference", no_argument, NULL, 'L' },
-		{ "level", required_argument, NULL, 'l' },  { "threads", required_argument, NULL, 't' },
-		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 }
+		{ "repin", no_argument, NULL, 'R' },         { "dereference", no_argument, NULL, 'L' },
+		{ "level", required_argument, NULL, 'l' },   { "threads", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 }
 	};
 	slate_error_t err = { 0 };
 	unsigned long long v;
@@ -98,8 +98,7 @@ static int parse_args(int argc, char **argv, struct build_opts *o)
 
 /* created: SOURCE_DATE_EPOCH (reproducible builds' convention), else the
  * newest input mtime; sequence defaults to created. */
-static int set_times(struct slate_manifest *m, const struct tree *t, const struct build_opts *o,
-		     slate_error_t *err)
+static int set_times(struct slate_manifest *m, const struct tree *t, const struct build_opts *o, slate_error_t *err)
 {
 	const char *sde = getenv("SOURCE_DATE_EPOCH");
 	unsigned long long v;

@@ -10,8 +10,6 @@
 #include "slate/path.h"
 #include "slate/util.h"
 
-
-
 static const char usage[] = "slate-bundle diff A B [--json]";
 static const char help[] =
 	"usage: slate-bundle diff A B [--json]\n\n"
@@ -91,8 +89,8 @@ static void print_text(const struct diff *d)
 	for (int k = 0; k < 3; k++) {
 		json_array_foreach (lists[k], i, o) {
 			const char *what = json_string_value(json_object_get(o, "change"));
-			printf("%c %s%s%s%s\n", marks[k], json_string_value(json_object_get(o, "path")), what ? " (" : "",
-			       what ? what : "", what ? ")" : "");
+			printf("%c %s%s%s%s\n", marks[k], json_string_value(json_object_get(o, "path")),
+			       what ? " (" : "", what ? what : "", what ? ")" : "");
 		}
 	}
 	printf("%zu added, %zu removed, %zu changed; runtime %s\n", json_array_size(d->added),

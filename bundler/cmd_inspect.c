@@ -18,8 +18,6 @@ static const char help[] =
 	"id, image and pinned versions, entry count, total size and project settings.\n"
 	"This reads the manifest only: use `slate-bundle verify` to check the bundle.\n";
 
-
-
 int open_manifest(const char *path, struct slate_manifest *m, char id[SLATE_SHA256_HEX], slate_error_t *err)
 {
 	struct slate_limits lim;

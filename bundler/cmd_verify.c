@@ -9,7 +9,9 @@
 #include "slate/bundle.h"
 #include "slate/util.h"
 
-static const char usage[] = "slate-bundle verify (--key PUB ... | --keys DIR) [--max-entries N] [--max-size SIZE] [--max-file-size SIZE] BUNDLE";
+static const char usage[] =
+	"slate-bundle verify (--key PUB ... | --keys DIR) [--max-entries N] [--max-size SIZE] [--max-file-size SIZE] "
+	"BUNDLE";
 static const char help[] =
 	"usage: slate-bundle verify (--key PUB ... | --keys DIR) [OPTIONS] BUNDLE\n\n"
 	"Check BUNDLE in one streaming pass: the manifest's Ed25519 signature against\n"
@@ -47,11 +49,22 @@ int cmd_verify(int argc, char **argv)
 		switch (c) {
 		case 'k': r = slate_keyring_add_file(&kr, optarg, &err); break;
 		case 'K': r = slate_keyring_add_dir(&kr, optarg, &err); break;
-		case 'E': r = slate_parse_u64(optarg, &v, &err); lim.max_entries = v; break;
-		case 'S': r = slate_parse_size(optarg, &v, &err); lim.max_total_bytes = v; break;
-		case 'F': r = slate_parse_size(optarg, &v, &err); lim.max_file_bytes = v; break;
+		case 'E':
+			r = slate_parse_u64(optarg, &v, &err);
+			lim.max_entries = v;
+			break;
+		case 'S':
+			r = slate_parse_size(optarg, &v, &err);
+			lim.max_total_bytes = v;
+			break;
+		case 'F':
+			r = slate_parse_size(optarg, &v, &err);
+			lim.max_file_bytes = v;
+			break;
 		case 'h': slate_keyring_free(&kr); return fputs(help, stdout), 0;
-		default: slate_keyring_free(&kr); return usage_error(usage, "verify: bad option `%s`", argv[optind - 1]);
+		default:
+			slate_keyring_free(&kr);
+			return usage_error(usage, "verify: bad option `%s`", argv[optind - 1]);
 		}
 		if (r < 0 && err.kind == SLATE_EXIT_USAGE) {
 			slate_keyring_free(&kr);

@@ -374,8 +374,7 @@ static int read_interp(struct elf_file *f, const struct elf_seg *s, char **inter
 }
 
 /* The dynamic section up to DT_NULL; NULL on error. */
-static struct elf_dyn *read_dynamic(struct elf_file *f, const struct elf_seg *s, size_t *count,
-				    slate_error_t *err)
+static struct elf_dyn *read_dynamic(struct elf_file *f, const struct elf_seg *s, size_t *count, slate_error_t *err)
 {
 	size_t ent = f->cls == ELFCLASS64 ? sizeof(Elf64_Dyn) : sizeof(Elf32_Dyn);
 	cleanup_free unsigned char *raw = NULL;
@@ -449,8 +448,8 @@ static char *read_strtab(struct elf_file *f, const struct elf_seg *segs, size_t 
 	return steal_pointer(&tab);
 }
 
-static const char *dyn_string(const struct elf_file *f, const char *tab, uint64_t size, uint64_t off,
-			      const char *tag, slate_error_t *err)
+static const char *dyn_string(const struct elf_file *f, const char *tab, uint64_t size, uint64_t off, const char *tag,
+			      slate_error_t *err)
 {
 	if (off >= size) {
 		malformed(f, err, "%s string offset %llu is outside the string table", tag, (unsigned long long)off);
@@ -519,9 +518,18 @@ static int read_dyn_info(struct elf_file *f, const struct elf_seg *segs, size_t 
 		return -1;
 	for (size_t i = 0; i < n; i++) {
 		switch (dyn[i].tag) {
-		case DT_STRTAB: strtab = dyn[i].val; has_tab = true; break;
-		case DT_STRSZ: strsz = dyn[i].val; has_sz = true; break;
-		case DT_NEEDED: case DT_RUNPATH: case DT_RPATH: case DT_SONAME: has_strings = true; break;
+		case DT_STRTAB:
+			strtab = dyn[i].val;
+			has_tab = true;
+			break;
+		case DT_STRSZ:
+			strsz = dyn[i].val;
+			has_sz = true;
+			break;
+		case DT_NEEDED:
+		case DT_RUNPATH:
+		case DT_RPATH:
+		case DT_SONAME: has_strings = true; break;
 		}
 	}
 	if (!has_strings)
@@ -608,7 +616,7 @@ struct elf_arch {
 	int cls;
 	int machine;
 	const char *triplet;
-	const char *lib;      /* Debian's ld.so expands $LIB to lib/<triplet> (seen with LD_DEBUG=libs) */
+	const char *lib; /* Debian's ld.so expands $LIB to lib/<triplet> (seen with LD_DEBUG=libs) */
 	const char *platform; /* AT_PLATFORM the kernel gives such a process */
 };
 
@@ -840,7 +848,9 @@ static size_t dst_len(const char *s, const char *ref)
 static char *expand_dst(const char *s, const char *origin, int cls, int machine)
 {
 	const struct elf_arch *a = arch_for(cls, machine);
-	const struct { const char *name, *value; } dst[] = {
+	const struct {
+		const char *name, *value;
+	} dst[] = {
 		{ "ORIGIN", origin },
 		{ "LIB", a ? a->lib : NULL },
 		{ "PLATFORM", a ? a->platform : NULL },
@@ -884,7 +894,7 @@ struct closure_ctx {
 
 /* One loaded object in the namespace of one root. */
 struct elf_obj {
-	char *path;   /* where the loader finds it (as given for a root) */
+	char *path; /* where the loader finds it (as given for a root) */
 	char *origin; /* what $ORIGIN expands to in its strings */
 	struct slate_elf_info info;
 	struct slate_strv names; /* what a later DT_NEEDED matches: path, needed string, soname */
@@ -1175,8 +1185,7 @@ static int add_interp(struct closure *cl, slate_error_t *err)
 	if (r == 0 || !c.info.is_elf || c.info.elf_class != cl->objs[0].info.elf_class ||
 	    c.info.machine != cl->objs[0].info.machine) {
 		candidate_free(&c);
-		return slate_error_refuse(err, "interpreter `%s` needed by `%s` not found", interp,
-					  cl->objs[0].path);
+		return slate_error_refuse(err, "interpreter `%s` needed by `%s` not found", interp, cl->objs[0].path);
 	}
 	add_found(cl, NO_OBJ, interp, &c);
 	return 0;

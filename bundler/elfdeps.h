@@ -19,13 +19,13 @@
 
 struct slate_elf_info {
 	bool is_elf;
-	int elf_class;             /* ELFCLASS32 / ELFCLASS64 */
-	int machine;               /* e_machine */
-	char *interp;              /* PT_INTERP or NULL */
-	struct slate_strv needed;  /* DT_NEEDED, in order */
+	int elf_class; /* ELFCLASS32 / ELFCLASS64 */
+	int machine; /* e_machine */
+	char *interp; /* PT_INTERP or NULL */
+	struct slate_strv needed; /* DT_NEEDED, in order */
 	struct slate_strv runpath; /* DT_RUNPATH entries (split on ':'), unexpanded */
-	struct slate_strv rpath;   /* DT_RPATH entries, unexpanded */
-	char *soname;              /* DT_SONAME or NULL */
+	struct slate_strv rpath; /* DT_RPATH entries, unexpanded */
+	char *soname; /* DT_SONAME or NULL */
 };
 
 /* Read the ELF headers of `path` under `sysroot` ("/" for the host; the path

@@ -65,8 +65,8 @@ static int load_health(const json_t *desc, const char *what, slate_error_t *err)
 
 static int load_fields(struct image *img, slate_error_t *err)
 {
-	static const char *const keys[] = { "name", "php", "packages", "paths", "dirs", "rootfs",
-					    "user", "processes", "health", NULL };
+	static const char *const keys[] = { "name",   "php",  "packages",  "paths",  "dirs",
+					    "rootfs", "user", "processes", "health", NULL };
 	const char *what = img->desc_path, *rootfs = NULL;
 	json_t *d = img->desc;
 
@@ -76,8 +76,8 @@ static int load_fields(struct image *img, slate_error_t *err)
 	    slate_json_get_string(d, "user", false, &img->user, what, err) < 0 ||
 	    slate_json_get_string(d, "rootfs", true, &rootfs, what, err) < 0 ||
 	    slate_json_get_strv(d, "paths", false, &img->paths, what, err) < 0 ||
-	    slate_json_get_strv(d, "dirs", true, &img->dirs, what, err) < 0 ||
-	    load_processes(d, what, err) < 0 || load_health(d, what, err) < 0)
+	    slate_json_get_strv(d, "dirs", true, &img->dirs, what, err) < 0 || load_processes(d, what, err) < 0 ||
+	    load_health(d, what, err) < 0)
 		return -1;
 	img->packages = json_object_get(d, "packages");
 	if (!json_is_object(img->packages))
@@ -162,7 +162,8 @@ int image_check_pins(struct image *img, const char *dpkg_status, bool repin, sla
 	json_object_foreach (img->packages, pkg, v) {
 		const char *have = json_string_value(json_object_get(installed, pkg));
 		if (!json_is_string(v)) {
-			r = slate_error_refuse(err, "%s: the pin of `%s` must be a version string", img->desc_path, pkg);
+			r = slate_error_refuse(err, "%s: the pin of `%s` must be a version string", img->desc_path,
+					       pkg);
 			goto out;
 		}
 		if (have == NULL || strcmp(have, json_string_value(v)) != 0)
@@ -186,7 +187,8 @@ int image_check_pins(struct image *img, const char *dpkg_status, bool repin, sla
 		free(list);
 		list = longer;
 	}
-	r = slate_error_refuse(err, "installed runtime differs from the pins in `%s`: %s (rebuild with --repin to accept)",
+	r = slate_error_refuse(err,
+			       "installed runtime differs from the pins in `%s`: %s (rebuild with --repin to accept)",
 			       img->desc_path, list);
 out:
 	slate_strv_free(&diffs);
@@ -265,8 +267,8 @@ static int capture_leaf(struct capture *c, const char *rel, const struct stat *s
 		return 0;
 	tree_note_mtime(c->t, st->st_mtim.tv_sec);
 	slate_strv_push(&c->files, host);
-	return tree_add_file(c->t, rel, host, tree_mode(SLATE_ENTRY_FILE, st->st_mode), (uint64_t)st->st_size,
-			     false, err);
+	return tree_add_file(c->t, rel, host, tree_mode(SLATE_ENTRY_FILE, st->st_mode), (uint64_t)st->st_size, false,
+			     err);
 }
 
 /* Walk abs one component at a time; every symlink met is recorded and
@@ -347,7 +349,7 @@ static int overlay_dir(struct tree *t, const char *host_dir, const char *rel, sl
 		} else {
 			r = slate_error_refuse(err, "image rootfs `%s`: unsupported file type", host);
 		}
-next:
+	next:
 		free(names[i]);
 	}
 	free(names);

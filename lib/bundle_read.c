@@ -50,8 +50,7 @@ static int archive_refuse(struct reader *r, const char *what, slate_error_t *err
 				  msg ? msg : "unknown error");
 }
 
-static int reader_open(struct reader *r, int fd, const char *name, const struct slate_limits *lim,
-		       slate_error_t *err)
+static int reader_open(struct reader *r, int fd, const char *name, const struct slate_limits *lim, slate_error_t *err)
 {
 	memset(r, 0, sizeof(*r));
 	r->name = name;
@@ -219,8 +218,8 @@ static int check_member_header(const struct slate_entry *e, struct archive_entry
 	if (t != SLATE_ENTRY_SYMLINK && mode != e->mode)
 		return slate_error_refuse(err, "mode of `%s` does not match the manifest (%04o, not %04o)", e->path,
 					  mode, e->mode);
-	if (t == SLATE_ENTRY_FILE &&
-	    (!archive_entry_size_is_set(ae) || archive_entry_size(ae) < 0 || (uint64_t)archive_entry_size(ae) != e->size))
+	if (t == SLATE_ENTRY_FILE && (!archive_entry_size_is_set(ae) || archive_entry_size(ae) < 0 ||
+				      (uint64_t)archive_entry_size(ae) != e->size))
 		return slate_error_refuse(err, "size of `%s` does not match the manifest", e->path);
 	if (t == SLATE_ENTRY_SYMLINK) {
 		target = archive_entry_symlink(ae);
@@ -331,8 +330,7 @@ static int stream_members(struct reader *r, const struct slate_bundle_visitor *v
 			goto out;
 		}
 		e = match_member(r, &map, seen, next, ae, err);
-		if (e == NULL || check_member_header(e, ae, err) < 0 ||
-		    (v && v->begin && v->begin(v->ctx, e, err) < 0))
+		if (e == NULL || check_member_header(e, ae, err) < 0 || (v && v->begin && v->begin(v->ctx, e, err) < 0))
 			goto out;
 		if (e->type == SLATE_ENTRY_FILE && check_member_data(r, e, v, err) < 0)
 			goto out;
@@ -370,18 +368,19 @@ static void explain_signature_failure(struct reader *r, const struct slate_keyri
 
 	if (err && err->kind == SLATE_EXIT_REFUSED && id && r->sig_len == SLATE_SIG_LEN) {
 		if (slate_keyring_find(kr, id) == NULL)
-			slate_error_refuse(err, "unknown key: bundle `%s` claims signer %.16s, which is not a trusted key",
+			slate_error_refuse(err,
+					   "unknown key: bundle `%s` claims signer %.16s, which is not a trusted key",
 					   r->name, id);
 		else
-			slate_error_refuse(err, "bad signature: bundle `%s` is not validly signed by key %.16s", r->name,
-					   id);
+			slate_error_refuse(err, "bad signature: bundle `%s` is not validly signed by key %.16s",
+					   r->name, id);
 	}
 	json_decref(root);
 }
 
-int slate_bundle_verify_fd(int fd, const char *name, const struct slate_keyring *kr,
-			   const struct slate_limits *lim, const struct slate_bundle_visitor *v,
-			   struct slate_manifest *out, char id[SLATE_SHA256_HEX], slate_error_t *err)
+int slate_bundle_verify_fd(int fd, const char *name, const struct slate_keyring *kr, const struct slate_limits *lim,
+			   const struct slate_bundle_visitor *v, struct slate_manifest *out, char id[SLATE_SHA256_HEX],
+			   slate_error_t *err)
 {
 	struct reader r;
 	int ret = -1;
@@ -400,8 +399,8 @@ int slate_bundle_verify_fd(int fd, const char *name, const struct slate_keyring 
 		goto out;
 	}
 	if (strcmp(r.m.signer, signer->id) != 0) {
-		slate_error_refuse(err, "bad signature: manifest names signer %s but was signed by key %s",
-				   r.m.signer, signer->id);
+		slate_error_refuse(err, "bad signature: manifest names signer %s but was signed by key %s", r.m.signer,
+				   signer->id);
 		goto out;
 	}
 	if (v && v->manifest && v->manifest(v->ctx, &r.m, r.id, err) < 0)
@@ -415,8 +414,8 @@ out:
 	return ret;
 }
 
-int slate_bundle_read_manifest(int fd, const char *name, const struct slate_limits *lim,
-			       struct slate_manifest *out, char id[SLATE_SHA256_HEX], slate_error_t *err)
+int slate_bundle_read_manifest(int fd, const char *name, const struct slate_limits *lim, struct slate_manifest *out,
+			       char id[SLATE_SHA256_HEX], slate_error_t *err)
 {
 	struct reader r;
 	int ret = -1;

@@ -63,7 +63,8 @@ static la_ssize_t out_write(struct archive *a, void *ctx, const void *buf, size_
 	}
 	w->written += len;
 	if (w->written - w->synced >= WRITEBACK_STEP) {
-		(void)sync_file_range(w->fd, (off64_t)w->synced, (off64_t)(w->written - w->synced), SYNC_FILE_RANGE_WRITE);
+		(void)sync_file_range(w->fd, (off64_t)w->synced, (off64_t)(w->written - w->synced),
+				      SYNC_FILE_RANGE_WRITE);
 		w->synced = w->written;
 	}
 	return (la_ssize_t)len;
@@ -161,16 +162,12 @@ static int write_file_source(struct writer *w, const struct slate_entry *e, slat
 static int write_entry(struct writer *w, const struct slate_entry *e, slate_error_t *err)
 {
 	switch (e->type) {
-	case SLATE_ENTRY_DIR:
-		header_init(w, e->path, AE_IFDIR, e->mode, 0);
-		break;
+	case SLATE_ENTRY_DIR: header_init(w, e->path, AE_IFDIR, e->mode, 0); break;
 	case SLATE_ENTRY_SYMLINK:
 		header_init(w, e->path, AE_IFLNK, 0777, 0);
 		archive_entry_set_symlink(w->ae, e->target);
 		break;
-	case SLATE_ENTRY_FILE:
-		header_init(w, e->path, AE_IFREG, e->mode, e->size);
-		break;
+	case SLATE_ENTRY_FILE: header_init(w, e->path, AE_IFREG, e->mode, e->size); break;
 	}
 	if (archive_write_header(w->a, w->ae) != ARCHIVE_OK)
 		return archive_fail(w, e->path, err);
@@ -205,9 +202,9 @@ static int write_all(struct writer *w, const struct slate_manifest *m, const cha
 	return 0;
 }
 
-int slate_bundle_write(const char *out_path, struct slate_manifest *m, const struct slate_key *key,
-		       int level, int threads, const struct slate_progress *progress,
-		       char id[SLATE_SHA256_HEX], slate_error_t *err)
+int slate_bundle_write(const char *out_path, struct slate_manifest *m, const struct slate_key *key, int level,
+		       int threads, const struct slate_progress *progress, char id[SLATE_SHA256_HEX],
+		       slate_error_t *err)
 {
 	struct slate_atomic out = { .fd = -1 };
 	struct writer w = { .mtime = m->created, .progress = progress };

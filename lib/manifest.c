@@ -184,8 +184,7 @@ static int entry_from_json(json_t *o, struct slate_entry *e, slate_error_t *err)
 			return slate_error_refuse(err, "manifest: entry `%s` has a malformed sha256", path);
 		e->size = (uint64_t)size;
 		return 0;
-	case SLATE_ENTRY_DIR:
-		return slate_json_known_keys(o, dir_keys, "manifest entry", err);
+	case SLATE_ENTRY_DIR: return slate_json_known_keys(o, dir_keys, "manifest entry", err);
 	case SLATE_ENTRY_SYMLINK:
 		if (slate_json_known_keys(o, link_keys, "manifest entry", err) < 0 ||
 		    slate_json_get_string(o, "target", false, &target, "manifest entry", err) < 0)
@@ -198,8 +197,8 @@ static int entry_from_json(json_t *o, struct slate_entry *e, slate_error_t *err)
 
 static int parse_meta(json_t *root, struct slate_manifest *m, slate_error_t *err)
 {
-	static const char *const keys[] = { "created", "entries", "format", "image", "name", "sequence",
-					    "settings", "signer", "version", NULL };
+	static const char *const keys[] = { "created",  "entries",  "format", "image",   "name",
+					    "sequence", "settings", "signer", "version", NULL };
 	const char *name = NULL, *version = NULL, *signer = NULL;
 	int64_t format = 0;
 
@@ -304,8 +303,8 @@ out:
 
 /* The parent of e must be listed before it, as a directory (not a symlink:
  * nothing is ever written through a link). */
-static int check_parent(const struct slate_manifest *m, const struct slate_pathmap *seen,
-			const struct slate_entry *e, slate_error_t *err)
+static int check_parent(const struct slate_manifest *m, const struct slate_pathmap *seen, const struct slate_entry *e,
+			slate_error_t *err)
 {
 	cleanup_free char *parent = slate_path_parent(e->path);
 	size_t idx;

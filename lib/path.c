@@ -165,7 +165,7 @@ bool slate_glob_match(const char *pattern, const char *relpath)
 		return false;
 	if (!anchored && strchr(p, '/') == NULL) {
 		/* Any component of the path (a match on a directory covers its contents). */
-		for (const char *c = relpath; c; ) {
+		for (const char *c = relpath; c;) {
 			const char *slash = strchr(c, '/');
 			cleanup_free char *comp = slash ? xstrndup(c, (size_t)(slash - c)) : xstrdup(c);
 			if (fnmatch(p, comp, FNM_PERIOD) == 0)

@@ -262,8 +262,8 @@ static unsigned char *signed_message(const void *manifest, size_t len, size_t *o
 	return msg;
 }
 
-int slate_sign_manifest(const struct slate_key *key, const void *manifest, size_t len,
-			unsigned char sig[SLATE_SIG_LEN], slate_error_t *err)
+int slate_sign_manifest(const struct slate_key *key, const void *manifest, size_t len, unsigned char sig[SLATE_SIG_LEN],
+			slate_error_t *err)
 {
 	size_t mlen = 0, siglen = SLATE_SIG_LEN;
 	cleanup_free unsigned char *msg = signed_message(manifest, len, &mlen);
@@ -292,9 +292,8 @@ static bool verify_one(EVP_PKEY *pkey, const unsigned char *msg, size_t mlen, co
 	return ok;
 }
 
-int slate_verify_manifest(const struct slate_keyring *kr, const void *manifest, size_t len,
-			  const unsigned char *sig, size_t siglen, const struct slate_key **signer,
-			  slate_error_t *err)
+int slate_verify_manifest(const struct slate_keyring *kr, const void *manifest, size_t len, const unsigned char *sig,
+			  size_t siglen, const struct slate_key **signer, slate_error_t *err)
 {
 	size_t mlen = 0;
 	cleanup_free unsigned char *msg = NULL;

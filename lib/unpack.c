@@ -14,10 +14,10 @@
 #include "slate/util.h"
 
 struct unpacker {
-	int root;          /* the temporary directory */
-	int parent;        /* cached fd of the last parent directory */
+	int root; /* the temporary directory */
+	int parent; /* cached fd of the last parent directory */
 	char *parent_path; /* its path below root ("" = root) */
-	int file;          /* the file being written */
+	int file; /* the file being written */
 	const char *tmp;
 };
 

@@ -304,10 +304,26 @@ int slate_parse_size(const char *s, unsigned long long *out, slate_error_t *err)
 		return slate_error_usage(err, "`%s` is not a size", s);
 	switch (*end) {
 	case '\0': break;
-	case 'k': case 'K': mult = 1ULL << 10; end++; break;
-	case 'm': case 'M': mult = 1ULL << 20; end++; break;
-	case 'g': case 'G': mult = 1ULL << 30; end++; break;
-	case 't': case 'T': mult = 1ULL << 40; end++; break;
+	case 'k':
+	case 'K':
+		mult = 1ULL << 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		mult = 1ULL << 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		mult = 1ULL << 30;
+		end++;
+		break;
+	case 't':
+	case 'T':
+		mult = 1ULL << 40;
+		end++;
+		break;
 	default: return slate_error_usage(err, "`%s` is not a size (use K, M, G)", s);
 	}
 	if (*end == 'i' && end[1] == 'B')

@@ -79,7 +79,8 @@ static void *producer(void *arg)
 	size_t slot;
 
 	if (raw == NULL || archive_read_support_filter_zstd(raw) != ARCHIVE_OK ||
-	    archive_read_support_format_raw(raw) != ARCHIVE_OK || archive_read_open_fd(raw, z->fd, 1 << 17) != ARCHIVE_OK ||
+	    archive_read_support_format_raw(raw) != ARCHIVE_OK ||
+	    archive_read_open_fd(raw, z->fd, 1 << 17) != ARCHIVE_OK ||
 	    archive_read_next_header(raw, &ae) != ARCHIVE_OK) {
 		producer_fail(z, raw, NULL);
 		goto out;

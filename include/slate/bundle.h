@@ -39,14 +39,14 @@ struct slate_bundle_visitor {
  * parsed manifest goes to *out (if not NULL; free with
  * slate_manifest_free) and the bundle id (hex) to id. Refusals are kind
  * SLATE_EXIT_REFUSED and name the first problem. */
-int slate_bundle_verify_fd(int fd, const char *name, const struct slate_keyring *kr,
-			   const struct slate_limits *lim, const struct slate_bundle_visitor *v,
-			   struct slate_manifest *out, char id[SLATE_SHA256_HEX], slate_error_t *err);
+int slate_bundle_verify_fd(int fd, const char *name, const struct slate_keyring *kr, const struct slate_limits *lim,
+			   const struct slate_bundle_visitor *v, struct slate_manifest *out, char id[SLATE_SHA256_HEX],
+			   slate_error_t *err);
 
 /* Read the manifest and the signature bytes only, without trusting them
  * (inspect, diff). The manifest is still parsed and validated. */
-int slate_bundle_read_manifest(int fd, const char *name, const struct slate_limits *lim,
-			       struct slate_manifest *out, char id[SLATE_SHA256_HEX], slate_error_t *err);
+int slate_bundle_read_manifest(int fd, const char *name, const struct slate_limits *lim, struct slate_manifest *out,
+			       char id[SLATE_SHA256_HEX], slate_error_t *err);
 
 struct slate_progress {
 	void (*update)(void *ctx, uint64_t entries, uint64_t bytes, int final);
@@ -56,8 +56,8 @@ struct slate_progress {
 /* Sign m with key and write the bundle to out_path atomically (temporary
  * file beside it, fsync, rename). Entries need `source` or `data`.
  * threads: zstd worker threads (0: single-threaded mode). */
-int slate_bundle_write(const char *out_path, struct slate_manifest *m, const struct slate_key *key,
-		       int level, int threads, const struct slate_progress *progress,
-		       char id[SLATE_SHA256_HEX], slate_error_t *err);
+int slate_bundle_write(const char *out_path, struct slate_manifest *m, const struct slate_key *key, int level,
+		       int threads, const struct slate_progress *progress, char id[SLATE_SHA256_HEX],
+		       slate_error_t *err);
 
 #endif

@@ -32,7 +32,7 @@ enum slate_exit {
 #define SLATE_ERROR_MSG_MAX 1024
 
 typedef struct slate_error {
-	int kind;  /* enum slate_exit; 0 while no error was set */
+	int kind; /* enum slate_exit; 0 while no error was set */
 	int errnum; /* errno-style status, 0 when not from a system call */
 	char msg[SLATE_ERROR_MSG_MAX];
 } slate_error_t;

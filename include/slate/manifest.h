@@ -34,8 +34,8 @@ struct slate_entry {
 	unsigned char sha256[SLATE_SHA256_LEN]; /* files */
 	char *target; /* symlinks: relative, stays in the tree */
 	/* Writer only, never serialised: where the bytes come from. */
-	char *source;       /* host path, or NULL */
-	char *data;         /* in-memory content (size bytes), or NULL */
+	char *source; /* host path, or NULL */
+	char *data; /* in-memory content (size bytes), or NULL */
 };
 
 /* Limits for everything read from an untrusted archive. */
@@ -55,8 +55,8 @@ struct slate_manifest {
 	char *version;
 	int64_t created;
 	int64_t sequence;
-	char *signer;    /* key id, 16 hex digits */
-	json_t *image;   /* object: name, php, packages, user, processes, health */
+	char *signer; /* key id, 16 hex digits */
+	json_t *image; /* object: name, php, packages, user, processes, health */
 	json_t *settings; /* object: webroot, writable, exclude, allow_secrets */
 	struct slate_entry *entries;
 	size_t n_entries, cap_entries;

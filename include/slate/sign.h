@@ -42,13 +42,12 @@ int slate_keyring_add_dir(struct slate_keyring *kr, const char *dir, slate_error
 const struct slate_key *slate_keyring_find(const struct slate_keyring *kr, const char *id);
 void slate_keyring_free(struct slate_keyring *kr);
 
-int slate_sign_manifest(const struct slate_key *key, const void *manifest, size_t len,
-			unsigned char sig[SLATE_SIG_LEN], slate_error_t *err);
+int slate_sign_manifest(const struct slate_key *key, const void *manifest, size_t len, unsigned char sig[SLATE_SIG_LEN],
+			slate_error_t *err);
 /* Check sig over the raw manifest bytes against every trusted key, before
  * anything in the manifest is parsed; *signer gets the key that matched.
  * Refuses (kind REFUSED) when no trusted key made the signature. */
-int slate_verify_manifest(const struct slate_keyring *kr, const void *manifest, size_t len,
-			  const unsigned char *sig, size_t siglen, const struct slate_key **signer,
-			  slate_error_t *err);
+int slate_verify_manifest(const struct slate_keyring *kr, const void *manifest, size_t len, const unsigned char *sig,
+			  size_t siglen, const struct slate_key **signer, slate_error_t *err);
 
 #endif

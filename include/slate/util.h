@@ -20,10 +20,18 @@ void slate_cleanup_fclosep(FILE **f);
 #define cleanup_fclose __attribute__((cleanup(slate_cleanup_fclosep)))
 
 /* Hand ownership on: `return steal_pointer(&p);` */
-#define steal_pointer(pp) \
-	({ __typeof__(*(pp)) steal_tmp_ = *(pp); *(pp) = NULL; steal_tmp_; })
-#define steal_fd(fdp) \
-	({ int steal_fd_ = *(fdp); *(fdp) = -1; steal_fd_; })
+#define steal_pointer(pp)                                                                                              \
+	({                                                                                                             \
+		__typeof__(*(pp)) steal_tmp_ = *(pp);                                                                  \
+		*(pp) = NULL;                                                                                          \
+		steal_tmp_;                                                                                            \
+	})
+#define steal_fd(fdp)                                                                                                  \
+	({                                                                                                             \
+		int steal_fd_ = *(fdp);                                                                                \
+		*(fdp) = -1;                                                                                           \
+		steal_fd_;                                                                                             \
+	})
 
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);

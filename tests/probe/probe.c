@@ -552,6 +552,35 @@ static int cmd_syscalls(int argc, char **argv)
 	return 0;
 }
 
+#if defined(__x86_64__) && !defined(__ILP32__)
+/* `syscalls-x32`: x32 calls are x86_64's syscall instruction with bit 30
+ * set in the number; the same audit arch, so a filter must check the bit
+ * (libseccomp does when the x32 arch is, or is not, added). Apart from
+ * `syscalls` because a filter may kill on it. Kernel without the x32 ABI
+ * and no filter: ENOSYS. */
+static int cmd_syscalls_x32(int argc, char **argv)
+{
+	const long x32 = 0x40000000L;
+	long r;
+
+	(void)argc, (void)argv;
+	errno = 0;
+	r = syscall(x32 | __NR_getpid);
+	printf("x32_getpid %s\n", errname(r < 0 ? errno : 0));
+	errno = 0;
+	r = syscall(x32 | __NR_mount, BAD, BAD, BAD, 0UL, BAD); /* as try_mount */
+	printf("x32_mount %s\n", errname(r < 0 ? errno : 0));
+	return 0;
+}
+#else
+static int cmd_syscalls_x32(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	puts("x32_getpid n/a\nx32_mount n/a");
+	return 0;
+}
+#endif
+
 /* ---- net ---- */
 
 /* Interface names of this process's network namespace from /proc/net/dev
@@ -1153,6 +1182,7 @@ struct command {
 static const struct command commands[] = {
 	{ "status", cmd_status, "" },
 	{ "syscalls", cmd_syscalls, "[NAME...]" },
+	{ "syscalls-x32", cmd_syscalls_x32, "" },
 	{ "net", cmd_net, "" },
 	{ "connect", cmd_connect, "HOST PORT" },
 	{ "fds", cmd_fds, "" },
