@@ -30,16 +30,18 @@ LDFLAGS_ALL := -pie -Wl,-z,relro,-z,now -pthread $(EXTRA_LDFLAGS)
 LIB_SRC := $(wildcard lib/*.c)
 BUNDLER_SRC := $(wildcard bundler/*.c)
 RUNTIME_SRC := $(wildcard runtime/*.c)
+RUNTIME_ASM := $(wildcard runtime/*.S)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 BUNDLER_OBJ := $(BUNDLER_SRC:%.c=$(BUILD)/%.o)
-RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
+RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/%.o) $(RUNTIME_ASM:%.S=$(BUILD)/%.o)
 # Unit tests link the bundler's objects (but not its main) too.
 BUNDLER_LIB_OBJ := $(filter-out $(BUILD)/bundler/main.o,$(BUNDLER_OBJ))
 RUNTIME_LIB_OBJ := $(filter-out $(BUILD)/runtime/main.o,$(RUNTIME_OBJ))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
+.DEFAULT_GOAL := all
 include tests/probe/Makefile.inc
 
 .PHONY: all deps test unit integration check-asan valgrind install clean format-check demo bench
@@ -49,6 +51,11 @@ all: $(BUILD)/slate-bundle $(BUILD)/slate
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c -o $@ $<
+
+# Data embedded with .incbin (the default seccomp profile).
+$(BUILD)/%.o: %.S
+	@mkdir -p $(dir $@)
+	$(CC) -Iinclude -MMD -MP -c -o $@ $<
 
 $(BUILD)/libslate.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)

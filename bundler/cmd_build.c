@@ -39,7 +39,7 @@ static const char help[] =
 
 struct build_opts {
 	const char *dir, *image, *key, *out, *name, *version;
-	unsigned long long sequence;
+	uint64_t sequence;
 	bool have_sequence, repin, dereference;
 	int level, threads;
 };
@@ -55,7 +55,7 @@ static int parse_args(int argc, char **argv, struct build_opts *o)
 		{ "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 }
 	};
 	slate_error_t err = { 0 };
-	unsigned long long v;
+	uint64_t v;
 	int c;
 
 	optind = 1;
@@ -101,7 +101,7 @@ static int parse_args(int argc, char **argv, struct build_opts *o)
 static int set_times(struct slate_manifest *m, const struct tree *t, const struct build_opts *o, slate_error_t *err)
 {
 	const char *sde = getenv("SOURCE_DATE_EPOCH");
-	unsigned long long v;
+	uint64_t v;
 
 	m->created = t->newest_mtime;
 	if (sde && *sde) {

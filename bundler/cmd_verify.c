@@ -38,7 +38,7 @@ int cmd_verify(int argc, char **argv)
 	struct slate_limits lim;
 	slate_error_t err = { 0 };
 	char id[SLATE_SHA256_HEX];
-	unsigned long long v;
+	uint64_t v;
 	cleanup_close int fd = -1;
 	int c, r = -1;
 

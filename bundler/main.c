@@ -31,6 +31,7 @@ static void help(FILE *out)
 
 int main(int argc, char **argv)
 {
+	slate_prog = "slate-bundle";
 	if (argc < 2)
 		return help(stderr), SLATE_EXIT_USAGE;
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0)

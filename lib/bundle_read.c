@@ -378,31 +378,35 @@ static void explain_signature_failure(struct reader *r, const struct slate_keyri
 	json_decref(root);
 }
 
-int slate_bundle_verify_fd(int fd, const char *name, const struct slate_keyring *kr, const struct slate_limits *lim,
-			   const struct slate_bundle_visitor *v, struct slate_manifest *out, char id[SLATE_SHA256_HEX],
-			   slate_error_t *err)
+/* The signature is checked over the raw bytes, against every trusted key,
+ * before anything in the manifest is parsed. */
+static int check_head(struct reader *r, const struct slate_keyring *kr, slate_error_t *err)
+{
+	const struct slate_key *signer = NULL;
+
+	if (read_head(r, err) < 0)
+		return -1;
+	if (slate_verify_manifest(kr, r->manifest_buf, r->manifest_len, r->sig, r->sig_len, &signer, err) < 0) {
+		explain_signature_failure(r, kr, err);
+		return -1;
+	}
+	if (parse_manifest(r, err) < 0)
+		return slate_error_wrap(err, "bundle `%s`", r->name);
+	if (strcmp(r->m.signer, signer->id) != 0)
+		return slate_error_refuse(err, "bad signature: manifest names signer %s but was signed by key %s",
+					  r->m.signer, signer->id);
+	return 0;
+}
+
+int slate_bundle_verify_fd(int fd, const char *name, const struct slate_keyring *kr,
+			   const struct slate_limits *lim, const struct slate_bundle_visitor *v,
+			   struct slate_manifest *out, char id[SLATE_SHA256_HEX], slate_error_t *err)
 {
 	struct reader r;
 	int ret = -1;
-	const struct slate_key *signer = NULL;
 
-	if (reader_open(&r, fd, name, lim, err) < 0 || read_head(&r, err) < 0)
+	if (reader_open(&r, fd, name, lim, err) < 0 || check_head(&r, kr, err) < 0)
 		goto out;
-	/* The signature is checked over the raw bytes, against every trusted
-	 * key, before anything in the manifest is parsed. */
-	if (slate_verify_manifest(kr, r.manifest_buf, r.manifest_len, r.sig, r.sig_len, &signer, err) < 0) {
-		explain_signature_failure(&r, kr, err);
-		goto out;
-	}
-	if (parse_manifest(&r, err) < 0) {
-		slate_error_wrap(err, "bundle `%s`", name);
-		goto out;
-	}
-	if (strcmp(r.m.signer, signer->id) != 0) {
-		slate_error_refuse(err, "bad signature: manifest names signer %s but was signed by key %s", r.m.signer,
-				   signer->id);
-		goto out;
-	}
 	if (v && v->manifest && v->manifest(v->ctx, &r.m, r.id, err) < 0)
 		goto out;
 	if (stream_members(&r, v, err) < 0)
@@ -410,6 +414,21 @@ int slate_bundle_verify_fd(int fd, const char *name, const struct slate_keyring 
 	hand_out(&r, out, id);
 	ret = 0;
 out:
+	reader_close(&r);
+	return ret;
+}
+
+int slate_bundle_verify_head(int fd, const char *name, const struct slate_keyring *kr,
+			     const struct slate_limits *lim, struct slate_manifest *out, char id[SLATE_SHA256_HEX],
+			     slate_error_t *err)
+{
+	struct reader r;
+	int ret = -1;
+
+	if (reader_open(&r, fd, name, lim, err) == 0 && check_head(&r, kr, err) == 0) {
+		hand_out(&r, out, id);
+		ret = 0;
+	}
 	reader_close(&r);
 	return ret;
 }

@@ -18,7 +18,6 @@ struct unpacker {
 	int parent; /* cached fd of the last parent directory */
 	char *parent_path; /* its path below root ("" = root) */
 	int file; /* the file being written */
-	const char *tmp;
 };
 
 /* Open a directory below root, never through a link, never above root. */
@@ -155,30 +154,29 @@ int slate_remove_tree(const char *path, slate_error_t *err)
 }
 
 int slate_bundle_unpack(int fd, const char *name, const struct slate_keyring *kr, const struct slate_limits *lim,
-			const char *tmp, const char *dest, struct slate_manifest *out, char id[SLATE_SHA256_HEX],
-			slate_error_t *err)
+			const char *dir, struct slate_manifest *out, char id[SLATE_SHA256_HEX], slate_error_t *err)
 {
-	struct unpacker u = { .root = -1, .parent = -1, .file = -1, .tmp = tmp };
+	struct unpacker u = { .root = -1, .parent = -1, .file = -1 };
 	struct slate_bundle_visitor v = { .ctx = &u, .begin = unpack_begin, .data = unpack_data, .end = unpack_end };
 	slate_error_t ignore = { 0 };
 	int r = -1;
 
-	if (mkdir(tmp, 0700) < 0)
-		return slate_error_sys(err, errno, "create `%s`", tmp);
-	u.root = open(tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (mkdir(dir, 0700) < 0)
+		return slate_error_sys(err, errno, "create `%s`", dir);
+	u.root = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (u.root < 0) {
-		slate_error_sys(err, errno, "open `%s`", tmp);
+		slate_error_sys(err, errno, "open `%s`", dir);
 		goto out;
 	}
 	if (slate_bundle_verify_fd(fd, name, kr, lim, &v, out, id, err) < 0)
 		goto out;
 	/* Durable before visible: a crash never leaves a renamed, half-written copy. */
 	if (syncfs(u.root) < 0) {
-		slate_error_sys(err, errno, "sync `%s`", tmp);
+		slate_error_sys(err, errno, "sync `%s`", dir);
 		goto out;
 	}
-	if (fchmod(u.root, 0755) < 0 || rename(tmp, dest) < 0) {
-		slate_error_sys(err, errno, "move `%s` to `%s`", tmp, dest);
+	if (fchmod(u.root, 0755) < 0) {
+		slate_error_sys(err, errno, "chmod `%s`", dir);
 		goto out;
 	}
 	r = 0;
@@ -191,7 +189,7 @@ out:
 		close(u.root);
 	free(u.parent_path);
 	if (r < 0) {
-		slate_remove_tree(tmp, &ignore);
+		slate_remove_tree(dir, &ignore);
 		if (out && out->entries)
 			slate_manifest_free(out);
 	}

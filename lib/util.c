@@ -276,10 +276,10 @@ int slate_write_file_atomic(const char *path, const void *buf, size_t len, mode_
 	return slate_atomic_commit(&a, err);
 }
 
-int slate_parse_u64(const char *s, unsigned long long *out, slate_error_t *err)
+int slate_parse_u64(const char *s, uint64_t *out, slate_error_t *err)
 {
 	char *end = NULL;
-	unsigned long long v;
+	uint64_t v;
 
 	if (s == NULL || *s < '0' || *s > '9')
 		return slate_error_usage(err, "`%s` is not a number", s ? s : "");
@@ -291,7 +291,7 @@ int slate_parse_u64(const char *s, unsigned long long *out, slate_error_t *err)
 	return 0;
 }
 
-int slate_parse_size(const char *s, unsigned long long *out, slate_error_t *err)
+int slate_parse_size(const char *s, uint64_t *out, slate_error_t *err)
 {
 	char *end = NULL;
 	unsigned long long v, mult = 1;

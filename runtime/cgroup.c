@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,7 +32,6 @@
 #define CG_MAX_DEPTH 16
 #define CG_MAX_CHILDREN 65536
 #define CG_KILL_ROUNDS 2000
-#define CG_RMDIR_TRIES 3
 
 static const char *const v1_controllers[] = { "memory", "pids", "cpu" };
 #define N_CONTROLLERS (sizeof(v1_controllers) / sizeof(v1_controllers[0]))
@@ -253,12 +253,17 @@ static void pidv_push(struct pidv *p, pid_t pid)
 	p->v[p->n++] = pid;
 }
 
+static int pid_cmp(const void *a, const void *b)
+{
+	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* pid is in p, which cg_all_pids sorted. */
 static bool pidv_has(const struct pidv *p, pid_t pid)
 {
-	for (size_t i = 0; i < p->n; i++)
-		if (p->v[i] == pid)
-			return true;
-	return false;
+	return p->n > 0 && bsearch(&pid, p->v, p->n, sizeof(*p->v), pid_cmp) != NULL;
 }
 
 /* The subdirectories of a cgroup directory are its child cgroups. A
@@ -368,14 +373,21 @@ static size_t cg_dirs(const struct slate_cgroup *cg, const char *dirs[N_CONTROLL
 	return n;
 }
 
+/* Every process of cg, once each (on v1 it is in each controller). */
 static int cg_all_pids(const struct slate_cgroup *cg, struct pidv *out, slate_error_t *err)
 {
 	const char *dirs[N_CONTROLLERS];
-	size_t n = cg_dirs(cg, dirs);
+	size_t n = cg_dirs(cg, dirs), u = 0;
 
 	for (size_t i = 0; i < n; i++)
 		if (cg_tree_pids(dirs[i], 0, out, err) < 0)
 			return -1;
+	if (out->n > 1)
+		qsort(out->v, out->n, sizeof(*out->v), pid_cmp);
+	for (size_t i = 0; i < out->n; i++)
+		if (u == 0 || out->v[u - 1] != out->v[i])
+			out->v[u++] = out->v[i];
+	out->n = u;
 	return 0;
 }
 
@@ -411,8 +423,8 @@ static int v2_enable(const char *dir, slate_error_t *err)
 	for (size_t i = 0; i < N_CONTROLLERS; i++) {
 		const char *c = v1_controllers[i];
 		if (!list_has(avail, c))
-			return slate_error_fail(err, "cgroup controller `%s` is not available in `%s/cgroup.controllers`",
-						c, dir);
+			return slate_error_fail(
+				err, "cgroup controller `%s` is not available in `%s/cgroup.controllers`", c, dir);
 		if (!list_has(enabled, c))
 			snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s+%s", want[0] ? " " : "", c);
 	}
@@ -476,8 +488,7 @@ static int v2_limits(const char *dir, const struct slate_cg_limits *lim, slate_e
 	if (lim->pids && cg_write_u64(dir, "pids.max", lim->pids, err) < 0)
 		return -1;
 	if (lim->cpu_millis) {
-		snprintf(buf, sizeof(buf), "%llu %u",
-			 (unsigned long long)cpu_quota_us(lim->cpu_millis),
+		snprintf(buf, sizeof(buf), "%llu %u", (unsigned long long)cpu_quota_us(lim->cpu_millis),
 			 SLATE_CGROUP_CPU_PERIOD_US);
 		if (cg_write(dir, "cpu.max", buf, err) < 0)
 			return -1;
@@ -515,8 +526,7 @@ static int v1_limits(const struct slate_cgroup *cg, const struct slate_cg_limits
 		return -1;
 	if (lim->cpu_millis) {
 		if (cg_write_u64(cg->path_cpu, "cpu.cfs_period_us", SLATE_CGROUP_CPU_PERIOD_US, err) < 0 ||
-		    cg_write_u64(cg->path_cpu, "cpu.cfs_quota_us",
-				 cpu_quota_us(lim->cpu_millis), err) < 0)
+		    cg_write_u64(cg->path_cpu, "cpu.cfs_quota_us", cpu_quota_us(lim->cpu_millis), err) < 0)
 			return -1;
 	}
 	return 0;
@@ -602,8 +612,8 @@ int slate_cgroup_create_version(const char *root, int version, const char *name,
 	return 0;
 }
 
-int slate_cgroup_create(const char *root, const char *name, const struct slate_cg_limits *lim,
-			struct slate_cgroup *cg, slate_error_t *err)
+int slate_cgroup_create(const char *root, const char *name, const struct slate_cg_limits *lim, struct slate_cgroup *cg,
+			slate_error_t *err)
 {
 	return slate_cgroup_create_version(root, 0, name, lim, cg, err);
 }
@@ -655,6 +665,9 @@ int slate_cgroup_stats(const struct slate_cgroup *cg, struct slate_cg_stats *st,
 
 /* ---- destroy ---- */
 
+/* Set once pidfd_open said ENOSYS (old kernel, or valgrind). */
+static atomic_bool no_pidfd;
+
 /* SIGKILL the processes in pids that are still in the cgroup.
  *
  * Why the pidfds: a pid read from cgroup.procs may exit and be reused by an
@@ -672,9 +685,14 @@ static int kill_round(const struct slate_cgroup *cg, const struct pidv *pids, sl
 
 	/* fds[i]: a pidfd, or -errno of pidfd_open */
 	for (size_t i = 0; i < pids->n; i++) {
-		fds[i] = pids->v[i] > 1 ? (int)syscall(SYS_pidfd_open, pids->v[i], 0) : -1;
-		if (fds[i] < 0)
-			fds[i] = pids->v[i] > 1 ? -errno : -ESRCH;
+		if (pids->v[i] <= 1)
+			fds[i] = -ESRCH;
+		else if (atomic_load(&no_pidfd))
+			fds[i] = -ENOSYS;
+		else if ((fds[i] = (int)syscall(SYS_pidfd_open, pids->v[i], 0)) < 0)
+			fds[i] = -errno;
+		if (fds[i] == -ENOSYS)
+			atomic_store(&no_pidfd, true);
 	}
 	if (cg_all_pids(cg, &again, err) < 0)
 		r = -1;

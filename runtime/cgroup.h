@@ -33,22 +33,22 @@
 #define SLATE_CGROUP_KILL_TIMEOUT_MS 5000
 
 struct slate_cg_limits {
-	uint64_t memory;     /* bytes, 0 = none */
-	uint64_t pids;       /* 0 = none */
+	uint64_t memory; /* bytes, 0 = none */
+	uint64_t pids; /* 0 = none */
 	uint64_t cpu_millis; /* 1000 = one CPU, 0 = none */
 };
 
 struct slate_cgroup {
 	int version; /* 1 or 2; 0 for a cgroup that was never created */
 	char *name;
-	char *path_v2;                            /* v2 */
+	char *path_v2; /* v2 */
 	char *path_memory, *path_pids, *path_cpu; /* v1 */
 };
 
 struct slate_cg_stats {
-	uint64_t memory_current;  /* bytes charged now */
-	uint64_t pids_current;    /* tasks now */
-	uint64_t oom_kills;       /* processes the OOM killer killed in it */
+	uint64_t memory_current; /* bytes charged now */
+	uint64_t pids_current; /* tasks now */
+	uint64_t oom_kills; /* processes the OOM killer killed in it */
 	uint64_t pids_max_events; /* forks refused by pids.max */
 };
 
@@ -65,8 +65,8 @@ int slate_cgroup_detect(const char *root, int *version, slate_error_t *err);
  * changes; an empty leftover is removed and created afresh. On failure
  * nothing that this call created is left and *cg is untouched.
  * Names: [A-Za-z0-9][A-Za-z0-9_.-]*, at most 64 bytes. */
-int slate_cgroup_create(const char *root, const char *name, const struct slate_cg_limits *lim,
-			struct slate_cgroup *cg, slate_error_t *err);
+int slate_cgroup_create(const char *root, const char *name, const struct slate_cg_limits *lim, struct slate_cgroup *cg,
+			slate_error_t *err);
 /* The same with the hierarchy chosen by the caller (1 or 2; 0 detects):
  * lets tests drive the v2 logic against a fake tree of plain files. */
 int slate_cgroup_create_version(const char *root, int version, const char *name, const struct slate_cg_limits *lim,

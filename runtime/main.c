@@ -1,24 +1,94 @@
 /* slate: the host side. Verifies bundles and runs them as minimal
  * containers. This file is the command dispatcher. */
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "slate/error.h"
+#include "cgroup.h"
+#include "commands.h"
+#include "store.h"
+
+enum { NEEDS_ROOT = 1 };
+
+struct command {
+	const char *name;
+	int (*fn)(struct slate_ctx *ctx, int argc, char **argv);
+	int flags;
+	const char *summary;
+};
+
+static const struct command commands[] = {
+	{ "run", cmd_run, NEEDS_ROOT, "verify a bundle and run it (or a command in it) as an instance" },
+};
+
+static const char usage[] = "slate [--root DIR] [--run-dir DIR] COMMAND [OPTIONS]";
 
 static void help(FILE *out)
 {
-	fputs("usage: slate [--root DIR] COMMAND [OPTIONS]\n\n"
-	      "The runtime commands (run, deploy, ...) are being built; this binary\n"
-	      "currently only reports its version.\n",
+	fprintf(out, "usage: %s\n\ncommands:\n", usage);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+	fputs("\nglobal options:\n"
+	      "  --root DIR     state and store (default " SLATE_DEFAULT_ROOT ")\n"
+	      "  --run-dir DIR  runtime sockets and locks (default " SLATE_DEFAULT_RUN_DIR ")\n\n"
+	      "'slate COMMAND --help' describes a command.\n"
+	      "exit codes: 0 ok, 1 refused (verification, policy), 2 usage, 3 system error;\n"
+	      "`slate run` exits with the instance's own status (128+N for a signal N).\n",
 	      out);
+}
+
+void cleanup_leftovers(const struct slate_ctx *ctx)
+{
+	slate_error_t ignore = { 0 };
+	int removed = 0;
+
+	slate_cgroup_cleanup_stale(SLATE_CGROUP_ROOT, &removed, &ignore);
+	slate_store_clean_stale(ctx->root, &ignore);
 }
 
 int main(int argc, char **argv)
 {
-	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
-		return help(stdout), 0;
-	if (argc >= 2 && strcmp(argv[1], "--version") == 0)
-		return puts("slate 0.1"), 0;
+	static const struct option opts[] = { { "root", required_argument, NULL, 'r' },
+					      { "run-dir", required_argument, NULL, 'R' },
+					      { "help", no_argument, NULL, 'h' },
+					      { "version", no_argument, NULL, 'V' },
+					      { NULL, 0, NULL, 0 } };
+	struct slate_ctx ctx = { SLATE_DEFAULT_ROOT, SLATE_DEFAULT_RUN_DIR };
+	int c;
+
+	slate_prog = "slate";
+	opterr = 0;
+	/* Global options stop at the command name. */
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r': ctx.root = optarg; break;
+		case 'R': ctx.run_dir = optarg; break;
+		case 'h': return help(stdout), 0;
+		case 'V': return puts("slate 0.1"), 0;
+		default: return usage_error(usage, "bad option `%s`", argv[optind - 1]);
+		}
+	}
+	if (optind >= argc)
+		return help(stderr), SLATE_EXIT_USAGE;
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		const struct command *cmd = &commands[i];
+		char **cargv = argv + optind;
+		int cargc = argc - optind;
+		if (strcmp(argv[optind], cmd->name) != 0)
+			continue;
+		for (int k = 1; k < cargc && strcmp(cargv[k], "--") != 0; k++)
+			if (strcmp(cargv[k], "--help") == 0 || strcmp(cargv[k], "-h") == 0)
+				return cmd->fn(&ctx, 2, (char *[]){ cargv[0], "--help", NULL });
+		if ((cmd->flags & NEEDS_ROOT) && geteuid() != 0) {
+			fprintf(stderr, "slate: `%s` needs root\n", cmd->name);
+			return SLATE_EXIT_USAGE;
+		}
+		if (cmd->flags & NEEDS_ROOT)
+			cleanup_leftovers(&ctx);
+		return cmd->fn(&ctx, cargc, cargv);
+	}
+	fprintf(stderr, "slate: unknown command `%s`\n", argv[optind]);
 	help(stderr);
 	return SLATE_EXIT_USAGE;
 }

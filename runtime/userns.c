@@ -100,8 +100,11 @@ int slate_userns_create(const struct slate_idmap *map, slate_error_t *err)
 		slate_error_sys(err, errno, "fork");
 		goto out;
 	}
-	if (pid == 0)
+	if (pid == 0) {
+		close(go[1]);
+		close(ready[0]);
 		userns_helper(go[0], ready[1]);
+	}
 	close(ready[1]);
 	ready[1] = -1;
 	if (read(ready[0], &c, 1) != 1) {

@@ -14,7 +14,7 @@
 
 #include "slate/error.h"
 
-#define SLATE_UID_BASE 2147483648u
+#define SLATE_UID_BASE 1879048192u /* 0x70000000: high, below 2^31 (tools that print uids as int) */
 #define SLATE_ID_COUNT 65536u
 
 struct slate_idmap {

@@ -43,6 +43,12 @@ int slate_bundle_verify_fd(int fd, const char *name, const struct slate_keyring 
 			   const struct slate_bundle_visitor *v, struct slate_manifest *out, char id[SLATE_SHA256_HEX],
 			   slate_error_t *err);
 
+/* Read the manifest and check its signature, without reading any member:
+ * what a host needs to know a bundle's id before deciding to unpack it. */
+int slate_bundle_verify_head(int fd, const char *name, const struct slate_keyring *kr,
+			     const struct slate_limits *lim, struct slate_manifest *out, char id[SLATE_SHA256_HEX],
+			     slate_error_t *err);
+
 /* Read the manifest and the signature bytes only, without trusting them
  * (inspect, diff). The manifest is still parsed and validated. */
 int slate_bundle_read_manifest(int fd, const char *name, const struct slate_limits *lim, struct slate_manifest *out,

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -73,8 +74,8 @@ void slate_atomic_abort(struct slate_atomic *a);
 int slate_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode, slate_error_t *err);
 
 /* Parse "123", "64M", "1G" (binary units) into bytes. */
-int slate_parse_size(const char *s, unsigned long long *out, slate_error_t *err);
-int slate_parse_u64(const char *s, unsigned long long *out, slate_error_t *err);
+int slate_parse_size(const char *s, uint64_t *out, slate_error_t *err);
+int slate_parse_u64(const char *s, uint64_t *out, slate_error_t *err);
 
 /* Format a byte count as "12.3 MiB" into buf. */
 const char *slate_human_bytes(unsigned long long n, char *buf, size_t len);

@@ -1,15 +1,17 @@
-/* slate-bundle: how commands report usage errors and failures. */
+/* slate: how the commands of both programs report usage errors and failures. */
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "commands.h"
+#include "slate/cli.h"
+
+const char *slate_prog = "slate";
 
 int usage_error(const char *usage, const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("slate-bundle: ", stderr);
+	fprintf(stderr, "%s: ", slate_prog);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
@@ -19,7 +21,7 @@ int usage_error(const char *usage, const char *fmt, ...)
 
 int report(const slate_error_t *err)
 {
-	return slate_error_report("slate-bundle", err);
+	return slate_error_report(slate_prog, err);
 }
 
 int parse_json_flag(int argc, char **argv, const char *name, const char *usage, const char *help, bool *as_json)

@@ -1,0 +1,28 @@
+/* slate: the subcommands (one cmd_<verb>.c each), dispatched from main.c.
+ * Each returns the process exit code (see include/slate/error.h). */
+#ifndef SLATE_RUNTIME_COMMANDS_H
+#define SLATE_RUNTIME_COMMANDS_H
+
+#include "slate/cli.h"
+#include "slate/sign.h"
+
+#define SLATE_DEFAULT_ROOT "/var/lib/slate"
+#define SLATE_DEFAULT_RUN_DIR "/run/slate"
+#define SLATE_DEFAULT_KEYS "/etc/slate/keys"
+
+struct slate_ctx {
+	const char *root;    /* --root: state and store */
+	const char *run_dir; /* --run-dir: sockets, locks of running apps */
+};
+
+int cmd_run(struct slate_ctx *ctx, int argc, char **argv);
+
+/* --key PUB / --keys DIR handling shared by the commands that verify:
+ * with neither, the default directory; an empty result is refused. */
+int keys_finish(struct slate_keyring *kr, bool given, slate_error_t *err);
+
+/* Remove what killed runs left behind (cgroups, scratch dirs, partial
+ * unpacks). Called at the start of every command that needs root. */
+void cleanup_leftovers(const struct slate_ctx *ctx);
+
+#endif

@@ -1,0 +1,376 @@
+/* slate: run an instance (see instance.h).
+ *
+ * Process structure:
+ *   slate (host root)      prepares, then waits; forwards SIGTERM/INT/HUP
+ *    └─ setup → PID 1      new mount, pid, uts, ipc, net, cgroup namespaces;
+ *        │                 builds the filesystem as host root (mounts owned
+ *        │                 by the host), then joins the instance's user
+ *        │                 namespace and becomes init (no capabilities)
+ *        └─ processes      php-fpm, nginx (or the CMD)
+ * The setup process dies with slate (PR_SET_PDEATHSIG) and the whole pid
+ * namespace dies with it; the cgroup is removed by slate afterwards, or by
+ * the next slate command if slate itself was killed. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "init.h"
+#include "instance.h"
+#include "mounts.h"
+#include "privs.h"
+#include "seccomp.h"
+#include "slate/json.h"
+#include "userns.h"
+
+/* /etc/passwd and /etc/group of the image, read from the verified tree
+ * with every link resolved inside it. */
+static char *read_in_root(int rootfd, const char *path, slate_error_t *err)
+{
+	struct open_how how = { .flags = O_RDONLY | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+	long fd = syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
+	char *buf;
+
+	if (fd < 0) {
+		slate_error_sys(err, errno, "open `/%s` of the image", path);
+		return NULL;
+	}
+	buf = slate_read_fd((int)fd, path, 4 << 20, NULL, err);
+	close((int)fd);
+	return buf;
+}
+
+/* Field 0 = name, 2 = uid (or gid in group), 3 = gid. */
+static int find_entry(const char *text, const char *name, unsigned long *id, unsigned long *gid)
+{
+	size_t n = strlen(name);
+
+	for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		unsigned long a = 0, b = 0;
+		if (strncmp(line, name, n) != 0 || line[n] != ':')
+			continue;
+		const char *p = strchr(line + n + 1, ':');
+		if (p == NULL || sscanf(p + 1, "%lu:%lu", &a, &b) < 1)
+			return -1;
+		*id = a;
+		if (gid)
+			*gid = b;
+		return 0;
+	}
+	return -1;
+}
+
+int instance_lookup_user(int rootfd, const char *user, uid_t *uid, gid_t *gid, slate_error_t *err)
+{
+	cleanup_free char *passwd = NULL;
+	unsigned long u = 0, g = 0;
+	char *end = NULL;
+
+	if (user[0] >= '0' && user[0] <= '9') {
+		u = strtoul(user, &end, 10);
+		g = *end == ':' ? strtoul(end + 1, &end, 10) : u;
+		if (*end != '\0')
+			return slate_error_usage(err, "user `%s` is not NAME or UID[:GID]", user);
+	} else {
+		passwd = read_in_root(rootfd, "etc/passwd", err);
+		if (passwd == NULL)
+			return -1;
+		if (find_entry(passwd, user, &u, &g) < 0)
+			return slate_error_refuse(err, "user `%s` is not in the image's /etc/passwd", user);
+	}
+	if (u >= SLATE_ID_COUNT || g >= SLATE_ID_COUNT)
+		return slate_error_refuse(err, "user `%s`: ids must be below %u", user, SLATE_ID_COUNT);
+	*uid = (uid_t)u;
+	*gid = (gid_t)g;
+	return 0;
+}
+
+static gid_t lookup_group(int rootfd, const char *name, gid_t fallback)
+{
+	slate_error_t ignore = { 0 };
+	cleanup_free char *group = read_in_root(rootfd, "etc/group", &ignore);
+	unsigned long g = 0;
+
+	if (group == NULL || find_entry(group, name, &g, NULL) < 0 || g >= SLATE_ID_COUNT)
+		return fallback;
+	return (gid_t)g;
+}
+
+/* What the setup process needs, all prepared by the host side. */
+struct setup {
+	const struct instance_opts *o;
+	struct slate_idmap map;
+	int userns_fd, lower_fd, sync;
+	struct slate_seccomp seccomp;
+	struct mount_spec mounts;
+	struct slate_strv writable;
+	struct init_spec init;
+	struct init_proc *procs;
+	char *scratch;
+};
+
+static int message(int sock, const slate_error_t *e)
+{
+	return send(sock, e, sizeof(*e), MSG_NOSIGNAL) == (ssize_t)sizeof(*e) ? 0 : -1;
+}
+
+__attribute__((noreturn)) static void setup_fail(struct setup *s, slate_error_t *err)
+{
+	if (err->kind == 0)
+		err->kind = SLATE_EXIT_SYSTEM;
+	message(s->sync, err);
+	_exit(err->kind);
+}
+
+/* In the new namespaces, as host root. Order matters: cgroup namespace
+ * after slate moved us into the cgroup; the filesystem while we still hold
+ * the host's privileges; then the user namespace; then init. */
+__attribute__((noreturn)) static void setup_child(struct setup *s)
+{
+	slate_error_t err = { 0 }, go = { 0 };
+
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || privs_not_dumpable(&err) < 0)
+		_exit(SLATE_EXIT_SYSTEM);
+	/* slate moves us into the cgroup, then says go; if slate is gone, stop. */
+	if (recv(s->sync, &go, sizeof(go), 0) != (ssize_t)sizeof(go))
+		_exit(SLATE_EXIT_SYSTEM);
+	if (unshare(CLONE_NEWCGROUP) < 0) {
+		slate_error_sys(&err, errno, "unshare the cgroup namespace");
+		setup_fail(s, &err);
+	}
+	if (mounts_setup(&s->mounts, &err) < 0 || privs_enter_userns(s->userns_fd, &err) < 0)
+		setup_fail(s, &err);
+	message(s->sync, &go); /* kind 0: ready */
+	/* Nothing of slate's but stdio goes on into the instance. */
+	if (syscall(SYS_close_range, 3, ~0U, 0) < 0)
+		_exit(SLATE_EXIT_SYSTEM);
+	init_run(&s->init);
+}
+
+static int build_procs(struct setup *s, int rootfd, slate_error_t *err)
+{
+	const struct instance_opts *o = s->o;
+	json_t *procs = json_object_get(o->bundle->m.image, "processes"), *p;
+	const char *user = o->user;
+	size_t i;
+
+	if (o->cmd != NULL) {
+		s->procs = xcalloc(1, sizeof(*s->procs));
+		s->procs[0].name = o->cmd[0];
+		s->procs[0].argv = o->cmd;
+		if (user == NULL)
+			user = json_string_value(json_object_get(o->bundle->m.image, "user"));
+		if (user == NULL || instance_lookup_user(rootfd, user, &s->procs[0].id.uid, &s->procs[0].id.gid, err) < 0)
+			return user ? -1 : slate_error_refuse(err, "the image names no user");
+		s->init.n = 1;
+		s->init.relay_output = false;
+	} else {
+		if (!json_is_array(procs) || json_array_size(procs) == 0)
+			return slate_error_refuse(err, "the image lists no processes to start");
+		s->procs = xcalloc(json_array_size(procs), sizeof(*s->procs));
+		json_array_foreach (procs, i, p) {
+			struct slate_strv argv = { 0 };
+			if (slate_json_get_strv(p, "argv", false, &argv, "image process", err) < 0 || argv.n == 0)
+				return argv.n == 0 ? slate_error_refuse(err, "image process without argv") : -1;
+			s->procs[i].name = json_string_value(json_object_get(p, "name"));
+			s->procs[i].argv = argv.v; /* owned by the setup until exec */
+			s->procs[i].id = (struct identity){ .uid = 0, .gid = 0, .keep_master_caps = true };
+		}
+		s->init.n = json_array_size(procs);
+		s->init.relay_output = true;
+	}
+	s->init.procs = s->procs;
+	s->init.env = o->env;
+	s->init.cwd = "/app";
+	s->init.grace_seconds = SLATE_STOP_GRACE_SECONDS;
+	s->init.seccomp = &s->seccomp;
+	return 0;
+}
+
+static int prepare_mounts(struct setup *s, int rootfd, slate_error_t *err)
+{
+	const char *image_user = json_string_value(json_object_get(s->o->bundle->m.image, "user"));
+	uid_t app_uid = 0;
+	gid_t app_gid = 0;
+
+	if (image_user && instance_lookup_user(rootfd, image_user, &app_uid, &app_gid, err) < 0)
+		return -1;
+	slate_json_get_strv(s->o->bundle->m.settings, "writable", true, &s->writable, "settings", err);
+	s->scratch = xasprintf("%s/mnt/%s.%d", s->o->root, s->o->name, (int)getpid());
+	s->mounts = (struct mount_spec){
+		.scratch = s->scratch,
+		.lower_fd = s->lower_fd,
+		.tmpfs_size = s->o->tmpfs_size,
+		.tmpfs_inodes = s->o->tmpfs_inodes,
+		.root_uid = s->map.uid_base,
+		.root_gid = s->map.gid_base,
+		.app_uid = s->map.uid_base + app_uid,
+		.app_gid = s->map.gid_base + app_gid,
+		.tty_gid = s->map.gid_base + lookup_group(rootfd, "tty", 5),
+		.writable = &s->writable,
+		.hostname = s->o->name,
+	};
+	return 0;
+}
+
+static int prepare(struct setup *s, slate_error_t *err)
+{
+	cleanup_close int rootfd = open(s->o->bundle->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	cleanup_free char *cache = xasprintf("%s/cache", s->o->root);
+	cleanup_free char *mnt = xasprintf("%s/mnt", s->o->root);
+
+	if (rootfd < 0)
+		return slate_error_sys(err, errno, "open `%s`", s->o->bundle->root);
+	if ((mkdir(cache, 0700) < 0 && errno != EEXIST) || (mkdir(mnt, 0700) < 0 && errno != EEXIST))
+		return slate_error_sys(err, errno, "create `%s`", mnt);
+	if (slate_idmap_default(&s->map, err) < 0 || build_procs(s, rootfd, err) < 0 ||
+	    prepare_mounts(s, rootfd, err) < 0)
+		return -1;
+	if (slate_seccomp_prepare(s->o->seccomp_profile, cache, &s->seccomp, err) < 0)
+		return -1;
+	s->userns_fd = slate_userns_create(&s->map, err);
+	if (s->userns_fd < 0)
+		return -1;
+	s->lower_fd = slate_idmapped_tree(s->o->bundle->root, s->userns_fd, err);
+	if (s->lower_fd < 0)
+		return -1;
+	s->mounts.lower_fd = s->lower_fd;
+	if (mkdir(s->scratch, 0700) < 0)
+		return slate_error_sys(err, errno, "create `%s`", s->scratch);
+	return 0;
+}
+
+static void release(struct setup *s)
+{
+	if (s->userns_fd >= 0)
+		close(s->userns_fd);
+	if (s->lower_fd >= 0)
+		close(s->lower_fd);
+	if (s->scratch)
+		rmdir(s->scratch);
+	free(s->scratch);
+	if (s->procs && s->o->cmd == NULL)
+		for (size_t i = 0; i < s->init.n; i++)
+			slate_strv_free(&(struct slate_strv){ .v = s->procs[i].argv, .n = 0 });
+	free(s->procs);
+	slate_strv_free(&s->writable);
+	slate_seccomp_free(&s->seccomp);
+}
+
+static volatile sig_atomic_t forward_to;
+
+static void forward_signal(int sig)
+{
+	if (forward_to > 0)
+		kill((pid_t)forward_to, sig);
+}
+
+static void forward_signals(pid_t pid)
+{
+	struct sigaction sa = { .sa_handler = forward_signal };
+
+	forward_to = pid;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+/* The host side after clone: put the child in the cgroup, let it go, and
+ * learn whether its setup worked. */
+static int start_child(struct setup *s, pid_t pid, int sock, struct slate_cgroup *cg, slate_error_t *err)
+{
+	slate_error_t go = { 0 }, reply = { 0 };
+	ssize_t n;
+
+	if (slate_cgroup_enter(cg, pid, err) < 0)
+		return -1;
+	if (message(sock, &go) < 0)
+		return slate_error_sys(err, errno, "start the instance");
+	n = recv(sock, &reply, sizeof(reply), 0);
+	if (n != (ssize_t)sizeof(reply))
+		return slate_error_fail(err, "instance setup died before it was ready");
+	if (reply.kind != 0) {
+		reply.msg[sizeof(reply.msg) - 1] = '\0';
+		*err = reply;
+		return slate_error_wrap(err, "instance setup");
+	}
+	(void)s;
+	return 0;
+}
+
+static int wait_child(pid_t pid, int *exit_code, slate_error_t *err)
+{
+	int status;
+
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			return slate_error_sys(err, errno, "wait for the instance");
+	}
+	*exit_code = init_exit_code(status);
+	return 0;
+}
+
+static int run_child(struct setup *s, struct slate_cgroup *cg, int *exit_code, slate_error_t *err)
+{
+	int sv[2];
+	pid_t pid;
+	int r;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return slate_error_sys(err, errno, "socketpair");
+	fflush(NULL);
+	pid = (pid_t)syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | SIGCHLD,
+			     NULL, NULL, NULL, NULL);
+	if (pid < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return slate_error_sys(err, errno, "create the instance namespaces");
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		s->sync = sv[1];
+		setup_child(s);
+	}
+	close(sv[1]);
+	forward_signals(pid);
+	r = start_child(s, pid, sv[0], cg, err);
+	close(sv[0]);
+	if (r < 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return -1;
+	}
+	return wait_child(pid, exit_code, err);
+}
+
+int instance_run(const struct instance_opts *o, int *exit_code, slate_error_t *err)
+{
+	struct setup s = { .o = o, .userns_fd = -1, .lower_fd = -1, .sync = -1 };
+	struct slate_cgroup cg = { 0 };
+	slate_error_t ignore = { 0 };
+	cleanup_free char *cgname = xasprintf("%s.%d", o->name, (int)getpid());
+	int r = -1;
+
+	if (prepare(&s, err) < 0)
+		goto out;
+	if (slate_cgroup_create(SLATE_CGROUP_ROOT, cgname, &o->limits, &cg, err) < 0)
+		goto out;
+	r = run_child(&s, &cg, exit_code, err);
+	if (slate_cgroup_destroy(&cg, r == 0 ? err : &ignore) < 0)
+		r = -1;
+	slate_cgroup_free(&cg);
+out:
+	release(&s);
+	return r;
+}
