@@ -15,7 +15,7 @@ DEPS_RUNTIME := php8.2-fpm php8.2-cli php8.2-common php8.2-opcache php8.2-mysql 
 	php8.2-mbstring php8.2-intl php8.2-gd php8.2-zip php8.2-curl php8.2-xml \
 	php8.2-bcmath nginx tzdata ca-certificates libc-bin
 DEPS_TEST := zstd tar openssl coreutils python3 curl binutils iproute2 valgrind procps gcc-multilib
-DEPS_BENCH := hyperfine wrk
+DEPS_BENCH := hyperfine wrk crun bubblewrap
 DEPS := $(DEPS_BUILD) $(DEPS_RUNTIME) $(DEPS_TEST) $(DEPS_BENCH)
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -50,7 +50,10 @@ static int archive_refuse(struct reader *r, const char *what, slate_error_t *err
 				  msg ? msg : "unknown error");
 }
 
-static int reader_open(struct reader *r, int fd, const char *name, const struct slate_limits *lim, slate_error_t *err)
+/* pipelined: decompress ahead on a second thread (for reading members);
+ * reading only the two .slate members does not need it. */
+static int reader_open(struct reader *r, int fd, const char *name, const struct slate_limits *lim, bool pipelined,
+		       slate_error_t *err)
 {
 	memset(r, 0, sizeof(*r));
 	r->name = name;
@@ -60,6 +63,13 @@ static int reader_open(struct reader *r, int fd, const char *name, const struct 
 		return slate_error_fail(err, "cannot allocate an archive reader");
 	if (archive_read_support_format_tar(r->a) != ARCHIVE_OK)
 		return slate_error_fail(err, "libarchive lacks tar support");
+	if (!pipelined) {
+		if (archive_read_support_filter_zstd(r->a) != ARCHIVE_OK)
+			return slate_error_fail(err, "libarchive lacks zstd support");
+		if (archive_read_open_fd(r->a, fd, 1 << 16) != ARCHIVE_OK)
+			return archive_refuse(r, "open", err);
+		return 0;
+	}
 	r->z = zpipe_start(fd, name, err);
 	if (r->z == NULL)
 		return -1;
@@ -143,6 +153,8 @@ static int read_head(struct reader *r, slate_error_t *err)
 
 	if (next_header(r, &ae, SLATE_MEMBER_MANIFEST, err) < 0)
 		return -1;
+	if (r->z == NULL && archive_filter_code(r->a, 0) != ARCHIVE_FILTER_ZSTD)
+		return slate_error_refuse(err, "not a slate bundle `%s`: not zstd-compressed", r->name);
 	if (expect_member(r, ae, SLATE_MEMBER_MANIFEST, err) < 0)
 		return -1;
 	r->manifest_buf = read_small(r, ae, r->lim->max_manifest_bytes, &r->manifest_len, err);
@@ -405,7 +417,7 @@ int slate_bundle_verify_fd(int fd, const char *name, const struct slate_keyring 
 	struct reader r;
 	int ret = -1;
 
-	if (reader_open(&r, fd, name, lim, err) < 0 || check_head(&r, kr, err) < 0)
+	if (reader_open(&r, fd, name, lim, true, err) < 0 || check_head(&r, kr, err) < 0)
 		goto out;
 	if (v && v->manifest && v->manifest(v->ctx, &r.m, r.id, err) < 0)
 		goto out;
@@ -425,7 +437,7 @@ int slate_bundle_verify_head(int fd, const char *name, const struct slate_keyrin
 	struct reader r;
 	int ret = -1;
 
-	if (reader_open(&r, fd, name, lim, err) == 0 && check_head(&r, kr, err) == 0) {
+	if (reader_open(&r, fd, name, lim, false, err) == 0 && check_head(&r, kr, err) == 0) {
 		hand_out(&r, out, id);
 		ret = 0;
 	}
@@ -439,7 +451,7 @@ int slate_bundle_read_manifest(int fd, const char *name, const struct slate_limi
 	struct reader r;
 	int ret = -1;
 
-	if (reader_open(&r, fd, name, lim, err) < 0 || read_head(&r, err) < 0)
+	if (reader_open(&r, fd, name, lim, false, err) < 0 || read_head(&r, err) < 0)
 		goto out;
 	if (parse_manifest(&r, err) < 0) {
 		slate_error_wrap(err, "bundle `%s`", name);

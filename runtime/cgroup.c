@@ -840,6 +840,23 @@ static int stale_remove(const char *root, const char *name, bool *gone, slate_er
 	return r;
 }
 
+/* Instances name their cgroup NAME.PID after the slate process that owns
+ * it: while that process lives, the cgroup is not stale even when empty
+ * (created, not yet entered), so cleanup never races a starting instance. */
+static bool owner_alive(const char *name)
+{
+	const char *dot = strrchr(name, '.');
+	char *end = NULL;
+	long pid;
+
+	if (dot == NULL || dot[1] == '\0')
+		return false;
+	pid = strtol(dot + 1, &end, 10);
+	if (*end != '\0' || pid <= 0)
+		return false;
+	return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+}
+
 int slate_cgroup_cleanup_stale(const char *root, int *removed, slate_error_t *err)
 {
 	struct slate_strv names = { 0 };
@@ -854,6 +871,8 @@ int slate_cgroup_cleanup_stale(const char *root, int *removed, slate_error_t *er
 	for (size_t i = 0; i < names.n; i++) {
 		slate_error_t e = { 0 };
 		bool gone = false;
+		if (owner_alive(names.v[i]))
+			continue;
 		if (stale_remove(root, names.v[i], &gone, &e) < 0 && r == 0) {
 			first = e;
 			r = -1;

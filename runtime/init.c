@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -179,6 +180,7 @@ static void init_drop(struct init_spec *s)
 	slate_error_t err = { 0 };
 
 	if (privs_drop(&self, &err) < 0 || privs_not_dumpable(&err) < 0 ||
+	    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 ||
 	    (s->seccomp && slate_seccomp_install(s->seccomp, &err) < 0)) {
 		dprintf(STDERR_FILENO, "slate: init: %s\n", err.msg);
 		signal_all(s, SIGKILL);

@@ -116,6 +116,7 @@ struct setup {
 	struct slate_strv writable;
 	struct init_spec init;
 	struct init_proc *procs;
+	struct slate_strv *argvs; /* the image processes' argv, owned here */
 	char *scratch;
 };
 
@@ -150,7 +151,10 @@ __attribute__((noreturn)) static void setup_child(struct setup *s)
 	}
 	if (mounts_setup(&s->mounts, &err) < 0 || privs_enter_userns(s->userns_fd, &err) < 0)
 		setup_fail(s, &err);
-	message(s->sync, &go); /* kind 0: ready */
+	/* A change of credentials clears the parent-death signal: set it
+	 * again, then make sure slate did not die in between. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || message(s->sync, &go) < 0) /* kind 0: ready */
+		_exit(SLATE_EXIT_SYSTEM);
 	/* Nothing of slate's but stdio goes on into the instance. */
 	if (syscall(SYS_close_range, 3, ~0U, 0) < 0)
 		_exit(SLATE_EXIT_SYSTEM);
@@ -178,12 +182,15 @@ static int build_procs(struct setup *s, int rootfd, slate_error_t *err)
 		if (!json_is_array(procs) || json_array_size(procs) == 0)
 			return slate_error_refuse(err, "the image lists no processes to start");
 		s->procs = xcalloc(json_array_size(procs), sizeof(*s->procs));
+		s->argvs = xcalloc(json_array_size(procs), sizeof(*s->argvs));
 		json_array_foreach (procs, i, p) {
-			struct slate_strv argv = { 0 };
-			if (slate_json_get_strv(p, "argv", false, &argv, "image process", err) < 0 || argv.n == 0)
-				return argv.n == 0 ? slate_error_refuse(err, "image process without argv") : -1;
+			struct slate_strv *argv = &s->argvs[i];
+			if (slate_json_get_strv(p, "argv", false, argv, "image process", err) < 0)
+				return -1;
+			if (argv->n == 0)
+				return slate_error_refuse(err, "image process without argv");
 			s->procs[i].name = json_string_value(json_object_get(p, "name"));
-			s->procs[i].argv = argv.v; /* owned by the setup until exec */
+			s->procs[i].argv = argv->v;
 			s->procs[i].id = (struct identity){ .uid = 0, .gid = 0, .keep_master_caps = true };
 		}
 		s->init.n = json_array_size(procs);
@@ -259,9 +266,9 @@ static void release(struct setup *s)
 	if (s->scratch)
 		rmdir(s->scratch);
 	free(s->scratch);
-	if (s->procs && s->o->cmd == NULL)
-		for (size_t i = 0; i < s->init.n; i++)
-			slate_strv_free(&(struct slate_strv){ .v = s->procs[i].argv, .n = 0 });
+	for (size_t i = 0; s->argvs && i < s->init.n; i++)
+		slate_strv_free(&s->argvs[i]);
+	free(s->argvs);
 	free(s->procs);
 	slate_strv_free(&s->writable);
 	slate_seccomp_free(&s->seccomp);

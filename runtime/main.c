@@ -1,12 +1,18 @@
 /* slate: the host side. Verifies bundles and runs them as minimal
  * containers. This file is the command dispatcher. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cgroup.h"
 #include "commands.h"
+#include "slate/util.h"
 #include "store.h"
 
 enum { NEEDS_ROOT = 1 };
@@ -38,6 +44,27 @@ static void help(FILE *out)
 	      out);
 }
 
+/* ROOT/mnt/<name>.<pid>: mount points of instances (their tmpfs lives
+ * in the instance's own mount namespace). Empty once that is gone. */
+static void clean_scratch(const char *root)
+{
+	cleanup_free char *mnt = xasprintf("%s/mnt", root);
+	DIR *d = opendir(mnt);
+	struct dirent *de;
+
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		const char *dot = strrchr(de->d_name, '.');
+		if (de->d_name[0] == '.' || dot == NULL)
+			continue;
+		if (kill(atoi(dot + 1), 0) == 0 || errno != ESRCH)
+			continue;
+		(void)unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR);
+	}
+	closedir(d);
+}
+
 void cleanup_leftovers(const struct slate_ctx *ctx)
 {
 	slate_error_t ignore = { 0 };
@@ -45,6 +72,7 @@ void cleanup_leftovers(const struct slate_ctx *ctx)
 
 	slate_cgroup_cleanup_stale(SLATE_CGROUP_ROOT, &removed, &ignore);
 	slate_store_clean_stale(ctx->root, &ignore);
+	clean_scratch(ctx->root);
 }
 
 int main(int argc, char **argv)

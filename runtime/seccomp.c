@@ -24,8 +24,8 @@
 #include "slate/util.h"
 
 #define PROFILE_MAX (1024 * 1024)
-#define MAX_LIST 64	       /* values in one "value" list or "unless" */
-#define MAX_EXPANDED 4096      /* libseccomp rules one profile may expand to */
+#define MAX_LIST 64 /* values in one "value" list or "unless" */
+#define MAX_EXPANDED 4096 /* libseccomp rules one profile may expand to */
 #define ARCH_LIST "x86_64,x32,x86" /* every ABI of an x86_64 kernel; part of the cache key */
 
 extern const char slate_seccomp_profile_start[];
@@ -66,10 +66,18 @@ static const struct {
 	const char *name;
 	int num;
 } errnos[] = {
-	{ "EPERM", EPERM },	      { "ENOENT", ENOENT },	      { "EIO", EIO },
-	{ "EBADF", EBADF },	      { "EACCES", EACCES },	      { "EFAULT", EFAULT },
-	{ "EINVAL", EINVAL },	      { "ENOTTY", ENOTTY },	      { "ENOSYS", ENOSYS },
-	{ "EOPNOTSUPP", EOPNOTSUPP }, { "ENOTSUP", ENOTSUP },	      { "EPROTONOSUPPORT", EPROTONOSUPPORT },
+	{ "EPERM", EPERM },
+	{ "ENOENT", ENOENT },
+	{ "EIO", EIO },
+	{ "EBADF", EBADF },
+	{ "EACCES", EACCES },
+	{ "EFAULT", EFAULT },
+	{ "EINVAL", EINVAL },
+	{ "ENOTTY", ENOTTY },
+	{ "ENOSYS", ENOSYS },
+	{ "EOPNOTSUPP", EOPNOTSUPP },
+	{ "ENOTSUP", ENOTSUP },
+	{ "EPROTONOSUPPORT", EPROTONOSUPPORT },
 	{ "EAFNOSUPPORT", EAFNOSUPPORT },
 };
 
@@ -77,20 +85,34 @@ static const struct {
 	const char *name;
 	enum scmp_compare op;
 } ops[] = {
-	{ "eq", SCMP_CMP_EQ }, { "ne", SCMP_CMP_NE }, { "lt", SCMP_CMP_LT },		{ "le", SCMP_CMP_LE },
-	{ "gt", SCMP_CMP_GT }, { "ge", SCMP_CMP_GE }, { "masked_eq", SCMP_CMP_MASKED_EQ },
+	{ "eq", SCMP_CMP_EQ },
+	{ "ne", SCMP_CMP_NE },
+	{ "lt", SCMP_CMP_LT },
+	{ "le", SCMP_CMP_LE },
+	{ "gt", SCMP_CMP_GT },
+	{ "ge", SCMP_CMP_GE },
+	{ "masked_eq", SCMP_CMP_MASKED_EQ },
 };
 
-/* On x86 (32-bit), libseccomp also matches these through the socketcall and
- * ipc multiplexers, whose arguments are pointers it cannot follow: it drops
- * the argument conditions there, which would widen a conditional rule. */
-static const char *const x86_multiplexed[] = {
-	"socket",   "bind",	"connect",   "listen",	  "accept",  "getsockname", "getpeername",
-	"socketpair", "send",	"recv",	     "sendto",	  "recvfrom", "shutdown",   "setsockopt",
-	"getsockopt", "sendmsg", "recvmsg",  "accept4",	  "recvmmsg", "sendmmsg",   "semop",
-	"semget",   "semctl",	"semtimedop", "msgsnd",	  "msgrcv",  "msgget",	    "msgctl",
-	"shmat",    "shmdt",	"shmget",    "shmctl",	  NULL,
-};
+/* Whether a syscall name exists on an architecture. libseccomp resolves
+ * names that an architecture lacks to pseudo numbers (<= -10000), except
+ * that on x86 the socket and SysV IPC calls resolve to the pseudo numbers
+ * of their multiplexed forms (__PNR_socket -101 .. __PNR_shmctl -224):
+ * there a rule covers both the direct syscall and the socketcall/ipc
+ * subcall. */
+static bool x86_multiplexed(const char *name)
+{
+	int nr = seccomp_syscall_resolve_name_arch(SCMP_ARCH_X86, name);
+
+	return nr <= __PNR_socket && nr >= __PNR_shmctl;
+}
+
+static bool on_arch(size_t arch, const char *name)
+{
+	if (arches[arch].token == SCMP_ARCH_X86 && x86_multiplexed(name))
+		return true;
+	return seccomp_syscall_resolve_name_arch(arches[arch].token, name) >= 0;
+}
 
 /* A 64-bit number: a non-negative JSON integer, or a string in C syntax. */
 static int parse_u64(const json_t *v, uint64_t *out, const char *what, slate_error_t *err)
@@ -166,8 +188,14 @@ struct seen {
 	bool unconditional;
 };
 
+/* The filter is built as one libseccomp context per group of ABIs and
+ * merged at the end: x86_64 (with x32 when its rules apply), x86 when its
+ * rules apply (conditions on multiplexed calls are left out there), and
+ * the refused ABIs, which get no rules at all. */
+enum { GROUP_NATIVE, GROUP_X86, GROUP_REFUSED, N_GROUPS };
+
 struct compiler {
-	scmp_filter_ctx ctx;
+	scmp_filter_ctx ctx[N_GROUPS];
 	uint32_t def_action;
 	bool rules_on[N_ARCHES];
 	struct slate_strv refuse;
@@ -188,9 +216,11 @@ struct rule_args {
 
 static void compiler_free(struct compiler *c)
 {
-	if (c->ctx)
-		seccomp_release(c->ctx);
-	c->ctx = NULL;
+	for (int g = 0; g < N_GROUPS; g++) {
+		if (c->ctx[g])
+			seccomp_release(c->ctx[g]);
+		c->ctx[g] = NULL;
+	}
 	slate_strv_free(&c->refuse);
 	free(c->seen);
 	c->seen = NULL;
@@ -205,7 +235,8 @@ static int parse_arg_index(const json_t *obj, unsigned *arg, bool *used, const c
 	if (a > 5)
 		return slate_error_refuse(err, "%s: `arg` must be 0..5", what);
 	if (used[a])
-		return slate_error_refuse(err, "%s: a second comparison on argument %" PRId64
+		return slate_error_refuse(err,
+					  "%s: a second comparison on argument %" PRId64
 					  " (libseccomp allows one per argument in a rule)",
 					  what, a);
 	used[a] = true;
@@ -222,7 +253,8 @@ static int parse_cmp(const json_t *obj, struct rule_args *ra, const char *what, 
 	struct scmp_arg_cmp cmp = { 0 };
 	size_t i, n_ops = sizeof(ops) / sizeof(ops[0]);
 
-	if (slate_json_known_keys(obj, keys, what, err) < 0 || parse_arg_index(obj, &cmp.arg, ra->used, what, err) < 0 ||
+	if (slate_json_known_keys(obj, keys, what, err) < 0 ||
+	    parse_arg_index(obj, &cmp.arg, ra->used, what, err) < 0 ||
 	    slate_json_get_string(obj, "op", false, &opname, what, err) < 0)
 		return -1;
 	for (i = 0; i < n_ops && strcmp(ops[i].name, opname) != 0; i++)
@@ -305,7 +337,8 @@ static int parse_unless(const json_t *obj, struct rule_args *ra, const char *wha
 	size_t i, n = 0;
 	struct scmp_arg_cmp proto = { .op = SCMP_CMP_MASKED_EQ };
 
-	if (slate_json_known_keys(obj, keys, what, err) < 0 || parse_arg_index(obj, &proto.arg, ra->used, what, err) < 0)
+	if (slate_json_known_keys(obj, keys, what, err) < 0 ||
+	    parse_arg_index(obj, &proto.arg, ra->used, what, err) < 0)
 		return -1;
 	if (mask == NULL)
 		return slate_error_refuse(err, "%s: missing `mask`", what);
@@ -334,31 +367,16 @@ static int parse_unless(const json_t *obj, struct rule_args *ra, const char *wha
 }
 
 /* Resolve a syscall name for the rules, refusing a name libseccomp does not
- * know, one that does not exist where the rules apply, and one the profile
- * promised to refuse. */
-static int resolve(struct compiler *c, const char *name, bool conditional, int *nr, const char *what,
-		   slate_error_t *err)
+ * know and one the profile promised to refuse. A name that exists only on
+ * an ABI the rules do not apply to (chown32 while x86 is refused) is
+ * accepted and has no effect. */
+static int resolve(struct compiler *c, const char *name, int *nr, const char *what, slate_error_t *err)
 {
-	bool exists = false;
-
 	*nr = seccomp_syscall_resolve_name(name);
 	if (*nr == __NR_SCMP_ERROR)
 		return slate_error_refuse(err, "%s: unknown syscall `%s`", what, name);
-	for (size_t i = 0; i < N_ARCHES; i++)
-		if (c->rules_on[i] && seccomp_syscall_resolve_name_arch(arches[i].token, name) >= 0)
-			exists = true;
-	if (!exists)
-		return slate_error_refuse(err, "%s: syscall `%s` does not exist on the architectures the rules apply to",
-					  what, name);
 	if (slate_strv_contains(&c->refuse, name))
 		return slate_error_refuse(err, "%s: `%s` is listed in `refuse`", what, name);
-	if (conditional && c->rules_on[2])
-		for (size_t i = 0; x86_multiplexed[i]; i++)
-			if (strcmp(x86_multiplexed[i], name) == 0)
-				return slate_error_refuse(err,
-							  "%s: conditions on `%s` cannot be enforced on x86, where "
-							  "it also goes through a multiplexer (socketcall or ipc)",
-							  what, name);
 	return 0;
 }
 
@@ -377,7 +395,8 @@ static int note_syscall(struct compiler *c, int nr, const char *name, uint32_t a
 						  "(libseccomp would let it override the other)",
 						  what, name);
 		if (s->action != action)
-			return slate_error_refuse(err, "%s: `%s` already has a rule with a different action", what, name);
+			return slate_error_refuse(err, "%s: `%s` already has a rule with a different action", what,
+						  name);
 		return 0;
 	}
 	if (c->n_seen == c->cap_seen) {
@@ -388,6 +407,21 @@ static int note_syscall(struct compiler *c, int nr, const char *name, uint32_t a
 	return 0;
 }
 
+/* The architectures (indexes into arches[]) of a group. */
+static bool in_group(const struct compiler *c, int group, size_t arch)
+{
+	switch (group) {
+	case GROUP_NATIVE: return arch == 0 || (arch == 1 && c->rules_on[1]);
+	case GROUP_X86: return arch == 2 && c->rules_on[2];
+	default: return !c->rules_on[arch];
+	}
+}
+
+/* Add one libseccomp rule to each group where the syscall exists. On x86, a
+ * conditional rule on a multiplexed call is left out: libseccomp would drop
+ * the conditions for the socketcall/ipc form (its arguments are behind a
+ * pointer), which would widen the rule; left out, the call gets the
+ * default action there. */
 static int add_one(struct compiler *c, uint32_t action, int nr, const char *name, struct rule_args *ra,
 		   const struct scmp_arg_cmp *alt, const char *what, slate_error_t *err)
 {
@@ -400,9 +434,17 @@ static int add_one(struct compiler *c, uint32_t action, int nr, const char *name
 		cmps[n++] = *alt;
 	if (++c->n_expanded > MAX_EXPANDED)
 		return slate_error_refuse(err, "%s: the profile expands to more than %d rules", what, MAX_EXPANDED);
-	rc = seccomp_rule_add_array(c->ctx, action, nr, n, cmps);
-	if (rc < 0)
-		return slate_error_refuse(err, "%s: libseccomp refused the rule for `%s`: %s", what, name, strerror(-rc));
+	for (int g = GROUP_NATIVE; g <= GROUP_X86; g++) {
+		bool exists = false;
+		for (size_t a = 0; a < N_ARCHES; a++)
+			exists = exists || (in_group(c, g, a) && on_arch(a, name));
+		if (!exists || (g == GROUP_X86 && n > 0 && x86_multiplexed(name)))
+			continue;
+		rc = seccomp_rule_add_array(c->ctx[g], action, nr, n, cmps);
+		if (rc < 0)
+			return slate_error_refuse(err, "%s: libseccomp refused the rule for `%s`: %s", what, name,
+						  strerror(-rc));
+	}
 	return 0;
 }
 
@@ -439,7 +481,7 @@ static int add_rule(struct compiler *c, const json_t *rule, const char *what, sl
 	}
 	for (i = 0; i < names.n; i++) {
 		bool conditional = ra->n_fixed > 0 || ra->n_alt > 0;
-		if (resolve(c, names.v[i], conditional, &nr, what, err) < 0 ||
+		if (resolve(c, names.v[i], &nr, what, err) < 0 ||
 		    note_syscall(c, nr, names.v[i], action, !conditional, what, err) < 0)
 			goto out;
 		if (ra->n_alt == 0 && add_one(c, action, nr, names.v[i], ra, NULL, what, err) < 0)
@@ -474,15 +516,14 @@ static int parse_architectures(struct compiler *c, const json_t *obj, slate_erro
 	return 0;
 }
 
-/* A filter context with our attributes, for the architectures whose
- * rules_on equals `rules`; NULL (without error) if there is none. */
-static int new_ctx(struct compiler *c, bool rules, scmp_filter_ctx *out, slate_error_t *err)
+/* A filter context with our attributes for the architectures of a group;
+ * NULL (without error) if the group is empty. */
+static int new_ctx(struct compiler *c, int group, slate_error_t *err)
 {
 	cleanup_seccomp scmp_filter_ctx ctx = NULL;
-	int rc = 0;
+	int rc;
 
-	*out = NULL;
-	if (rules != c->rules_on[0] && rules != c->rules_on[1] && rules != c->rules_on[2])
+	if (!in_group(c, group, 0) && !in_group(c, group, 1) && !in_group(c, group, 2))
 		return 0;
 	ctx = seccomp_init(c->def_action);
 	if (ctx == NULL)
@@ -494,14 +535,14 @@ static int new_ctx(struct compiler *c, bool rules, scmp_filter_ctx *out, slate_e
 	 * keeps the program independent of the kernel API level libseccomp
 	 * detects. */
 	rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
-	for (size_t i = 1; rc == 0 && i < N_ARCHES; i++)
-		if (c->rules_on[i] == rules)
-			rc = seccomp_arch_add(ctx, arches[i].token);
-	if (rc == 0 && c->rules_on[0] != rules)
+	for (size_t a = 1; rc == 0 && a < N_ARCHES; a++)
+		if (in_group(c, group, a))
+			rc = seccomp_arch_add(ctx, arches[a].token);
+	if (rc == 0 && !in_group(c, group, 0))
 		rc = seccomp_arch_remove(ctx, SCMP_ARCH_NATIVE);
 	if (rc < 0)
 		return slate_error_sys(err, -rc, "libseccomp: set up the filter's architectures");
-	*out = steal_pointer(&ctx);
+	c->ctx[group] = steal_pointer(&ctx);
 	return 0;
 }
 
@@ -520,7 +561,7 @@ static int parse_refuse(struct compiler *c, const json_t *root, slate_error_t *e
 static int compile_rules(struct compiler *c, const json_t *root, slate_error_t *err)
 {
 	static const char *const keys[] = { "comment", "slate_seccomp", "default", "architectures",
-					    "refuse",  "rules",		NULL };
+					    "refuse",  "rules",         NULL };
 	static const char *const def_keys[] = { "comment", "action", "errno", NULL };
 	json_t *def = json_object_get(root, "default"), *rules = json_object_get(root, "rules"), *rule;
 	int64_t version = 0;
@@ -533,7 +574,8 @@ static int compile_rules(struct compiler *c, const json_t *root, slate_error_t *
 		return slate_error_refuse(err, "profile: unsupported `slate_seccomp` version %" PRId64, version);
 	if (def == NULL)
 		return slate_error_refuse(err, "profile: missing `default`");
-	if (slate_json_known_keys(def, def_keys, "default", err) < 0 || parse_action(def, &c->def_action, "default", err) < 0)
+	if (slate_json_known_keys(def, def_keys, "default", err) < 0 ||
+	    parse_action(def, &c->def_action, "default", err) < 0)
 		return -1;
 	if (json_object_get(root, "architectures") == NULL)
 		return slate_error_refuse(err, "profile: missing `architectures`");
@@ -541,8 +583,9 @@ static int compile_rules(struct compiler *c, const json_t *root, slate_error_t *
 		return -1;
 	if (!json_is_array(rules))
 		return slate_error_refuse(err, "profile: `rules` must be a list");
-	if (new_ctx(c, true, &c->ctx, err) < 0)
-		return -1;
+	for (int g = 0; g < N_GROUPS; g++)
+		if (new_ctx(c, g, err) < 0)
+			return -1;
 	json_array_foreach (rules, i, rule) {
 		char what[32];
 		snprintf(what, sizeof(what), "rules[%zu]", i);
@@ -583,23 +626,27 @@ static int compile_profile(const char *bytes, size_t len, struct sock_fprog *pro
 {
 	struct compiler c = { 0 };
 	cleanup_json json_t *root = NULL;
-	scmp_filter_ctx refuse = NULL;
 	json_error_t jerr;
 	int r = -1, rc;
 
 	root = json_loadb(bytes, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL)
 		return slate_error_refuse(err, "invalid JSON at line %d: %s", jerr.line, jerr.text);
-	if (compile_rules(&c, root, err) < 0 || new_ctx(&c, false, &refuse, err) < 0)
+	if (compile_rules(&c, root, err) < 0)
 		goto out;
-	/* The refused ABIs go in a context of their own, without rules:
-	 * seccomp_merge keeps each architecture's rules as they are. */
-	if (refuse && (rc = seccomp_merge(c.ctx, refuse)) < 0) {
-		seccomp_release(refuse);
-		slate_error_sys(err, -rc, "libseccomp: merge the refused architectures");
-		goto out;
+	/* seccomp_merge keeps each architecture's rules as they are, and
+	 * consumes the merged context. */
+	for (int g = GROUP_X86; g < N_GROUPS; g++) {
+		if (c.ctx[g] == NULL)
+			continue;
+		rc = seccomp_merge(c.ctx[GROUP_NATIVE], c.ctx[g]);
+		if (rc < 0) {
+			slate_error_sys(err, -rc, "libseccomp: merge the filters of the architectures");
+			goto out;
+		}
+		c.ctx[g] = NULL;
 	}
-	r = export_bpf(c.ctx, prog, err);
+	r = export_bpf(c.ctx[GROUP_NATIVE], prog, err);
 out:
 	compiler_free(&c);
 	return r;
@@ -610,8 +657,8 @@ out:
 static int cache_key(const char *bytes, size_t len, char hex[65], slate_error_t *err)
 {
 	const struct scmp_version *v = seccomp_version();
-	cleanup_free char *head = xasprintf("%s\nlibseccomp %u.%u.%u\n%s\n", SLATE_SECCOMP_COMPILER, v->major,
-					    v->minor, v->micro, ARCH_LIST);
+	cleanup_free char *head = xasprintf("%s\nlibseccomp %u.%u.%u\n%s\n", SLATE_SECCOMP_COMPILER, v->major, v->minor,
+					    v->micro, ARCH_LIST);
 	slate_sha256_t h = { 0 };
 	unsigned char out[SLATE_SHA256_LEN];
 	int r;

@@ -26,19 +26,26 @@
  * - "architectures": each of "x86_64", "x32", "x86" must be named, so that
  *   no system call ABI of an x86_64 kernel is left out of the filter.
  *   "rules": the rules apply to it (x86_64 must be "rules"); "refuse": every
- *   syscall made through that ABI gets the default action.
+ *   syscall made through that ABI gets the default action. On x86, the
+ *   socket and SysV IPC calls also exist as subcalls of the socketcall and
+ *   ipc multiplexers, whose arguments the filter cannot read: a rule on
+ *   such a call allows the direct syscall and the subcall (libseccomp does
+ *   this), unless it has conditions, in which case it is left out on x86
+ *   and the call gets the default action there (never a widened rule).
  * - "refuse": syscalls that must get the default action: naming one of them
  *   in a rule is refused, and so is a default action of "allow". It states
  *   the profile's intent so that an edit cannot quietly allow them.
- * - A rule: "action" (+ "errno"), "syscalls" (names; an unknown name, or
- *   one that does not exist on any architecture the rules apply to, is
- *   refused), and optionally:
+ * - A rule: "action" (+ "errno"), "syscalls" (names libseccomp knows; an
+ *   unknown name is refused; a name that exists only on an ABI the rules do
+ *   not apply to, such as "chown32" while x86 is refused, has no effect),
+ *   and optionally:
  *   - "args": comparisons, all of which must hold (AND), at most one per
  *     argument: { "arg": 0..5, "op": "eq" | "ne" | "lt" | "le" | "gt" |
  *     "ge" | "masked_eq", "value": N, "mask": N (masked_eq only) }. For
  *     "eq" and "masked_eq", "value" may be a list: any of them (OR; one
- *     such list per rule). Numbers are JSON integers or strings ("0x5412",
- *     "21522"), compared as 64-bit values.
+ *     such list per rule). Numbers are non-negative JSON integers or
+ *     strings in C syntax ("0x5412", "21522"; a leading 0 is octal),
+ *     compared as 64-bit values.
  *   - "unless": { "arg": N, "mask": M, "values": [...] }: the rule applies
  *     only when (arg & mask) is none of the values. libseccomp can only
  *     test for equality under a mask, so slate writes the complement as a
@@ -68,7 +75,7 @@
 
 struct slate_seccomp {
 	struct sock_fprog prog; /* filter owned by this struct */
-	char hash[65];		/* the cache key, hex */
+	char hash[65]; /* the cache key, hex */
 	bool from_cache;
 };
 

@@ -149,8 +149,14 @@ int slate_store_add(const char *root, const char *bundle_path, const struct slat
 	/* The signature first: an untrusted bundle stops here, nothing written. */
 	if (slate_bundle_verify_head(fd, bundle_path, kr, &lim, &head, out->id, err) < 0)
 		return -1;
-	slate_manifest_free(&head);
 	stored_paths(root, out);
+	/* Already stored: it verified completely when it was unpacked, and the
+	 * id (the hash of the manifest just checked) names exactly that. */
+	if (lstat(out->dir, &st) == 0) {
+		out->m = head;
+		return 0;
+	}
+	slate_manifest_free(&head);
 	if (slate_store_init(root, err) < 0)
 		return -1;
 	lock = lock_id(root, out->id, err);

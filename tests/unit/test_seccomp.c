@@ -40,6 +40,7 @@
 #endif
 
 #include "seccomp.h"
+#include "slate/json.h"
 #include "slate/util.h"
 
 #ifndef __X32_SYSCALL_BIT
@@ -54,11 +55,11 @@
 #define NETLINK_ROUTE 0
 #define NETLINK_NETFILTER 12
 
-#define assert_error(err, want_kind, needle)                                                                   \
-	do {                                                                                                   \
-		if ((err)->kind != (want_kind) || strstr((err)->msg, (needle)) == NULL)                        \
-			fail_msg("got kind %d `%s`, want kind %d naming `%s`", (err)->kind, (err)->msg,        \
-				 (int)(want_kind), (needle));                                                  \
+#define assert_error(err, want_kind, needle)                                                                           \
+	do {                                                                                                           \
+		if ((err)->kind != (want_kind) || strstr((err)->msg, (needle)) == NULL)                                \
+			fail_msg("got kind %d `%s`, want kind %d naming `%s`", (err)->kind, (err)->msg,                \
+				 (int)(want_kind), (needle));                                                          \
 	} while (0)
 
 /* ---- a child that runs probes, with or without a filter ---- */
@@ -85,11 +86,11 @@ static void rec(struct results *r, long ret, int e)
 }
 
 /* syscall(2), recording its result and errno. */
-#define PROBE(r, ...)                                                                                          \
-	do {                                                                                                   \
-		errno = 0;                                                                                     \
-		long probe_ret_ = syscall(__VA_ARGS__);                                                        \
-		rec((r), probe_ret_, errno);                                                                   \
+#define PROBE(r, ...)                                                                                                  \
+	do {                                                                                                           \
+		errno = 0;                                                                                             \
+		long probe_ret_ = syscall(__VA_ARGS__);                                                                \
+		rec((r), probe_ret_, errno);                                                                           \
 	} while (0)
 
 /* Leave the child without running exit hooks: a sanitizer's leak check at
@@ -274,8 +275,8 @@ static void test_default_allows(void **state)
 	slate_seccomp_free(&s);
 }
 
-static const unsigned long ns_flags[] = { CLONE_NEWNS,	CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
-					  CLONE_NEWUSER, CLONE_NEWPID,	  CLONE_NEWNET };
+static const unsigned long ns_flags[] = { CLONE_NEWNS,   CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
+					  CLONE_NEWUSER, CLONE_NEWPID,    CLONE_NEWNET };
 #define N_NS (sizeof(ns_flags) / sizeof(ns_flags[0]))
 
 /* A raw clone that behaves like fork: the child leaves at once. */
@@ -322,8 +323,8 @@ static void test_default_namespaces(void **state)
 		if (got.ret[i] != -1 || got.err[i] != EPERM)
 			fail_msg("clone with flag 0x%lx: errno %d, want EPERM", ns_flags[i], got.err[i]);
 	assert_int_equal(got.err[i++], EPERM); /* CLONE_NEWUSER | high bit */
-	assert_int_equal(got.ret[i++], 0);    /* clone without namespace flags */
-	assert_int_equal(got.ret[i++], 0);    /* ... with high bits */
+	assert_int_equal(got.ret[i++], 0); /* clone without namespace flags */
+	assert_int_equal(got.ret[i++], 0); /* ... with high bits */
 	assert_int_equal(got.err[i++], EPERM); /* unshare(0) */
 	assert_int_equal(got.err[i++], EPERM); /* unshare(CLONE_NEWUSER) */
 	assert_int_equal(got.err[i++], EPERM); /* setns */
@@ -473,8 +474,8 @@ static void probe_abis(struct results *r, void *arg)
 	PROBE(r, __X32_SYSCALL_BIT | SYS_mount, 0, 0, 0, 0, 0);
 	PROBE(r, __X32_SYSCALL_BIT | SYS_getpid);
 	PROBE(r, __X32_SYSCALL_BIT | SYS_unshare, 0);
-	rec(r, int80(20, 0, 0, 0), 0);	/* i386 getpid */
-	rec(r, int80(21, 0, 0, 0), 0);	/* i386 mount */
+	rec(r, int80(20, 0, 0, 0), 0); /* i386 getpid */
+	rec(r, int80(21, 0, 0, 0), 0); /* i386 mount */
 	rec(r, int80(310, 0, 0, 0), 0); /* i386 unshare(0) */
 }
 
@@ -503,6 +504,79 @@ static void test_other_abis(void **state)
 		print_message("# ia32 emulation is off: the i386 probes only show the filter\n");
 	else
 		assert_true(control.ret[3] > 0);
+	slate_seccomp_free(&s);
+}
+
+/* The default profile with the i386 ABI under the rules instead of
+ * refused: what `"x86": "rules"` gives. */
+static char *write_x86_rules_profile(const char *dir)
+{
+	size_t len = 0;
+	const char *bytes = slate_seccomp_default_profile(&len);
+	json_error_t jerr;
+	json_t *root = json_loadb(bytes, len, 0, &jerr);
+	char *path = xasprintf("%s/x86-rules.json", dir);
+
+	assert_non_null(root);
+	assert_int_equal(json_object_set_new(json_object_get(root, "architectures"), "x86", json_string("rules")), 0);
+	assert_int_equal(json_dump_file(root, path, 0), 0);
+	json_decref(root);
+	return path;
+}
+
+static void probe_i386(struct results *r, void *arg)
+{
+	int fds[2];
+	long ret;
+
+	(void)arg;
+	if (pipe(fds) != 0)
+		child_exit(94);
+	rec(r, int80(20, 0, 0, 0), 0); /* getpid */
+	rec(r, int80(21, 0, 0, 0), 0); /* mount */
+	rec(r, int80(310, 0, 0, 0), 0); /* unshare(0) */
+	ret = int80(120, CLONE_NEWUSER | SIGCHLD, 0, 0);
+	if (ret == 0)
+		child_exit(0);
+	rec(r, ret, 0);
+	rec(r, int80(54, fds[0], TIOCSTI, 0), 0); /* ioctl */
+	rec(r, int80(54, fds[0], FIONREAD, 0), 0); /* ioctl, allowed: EFAULT */
+	rec(r, int80(359, AF_INET, SOCK_STREAM, 0), 0); /* socket */
+	rec(r, int80(102, 1, 0, 0), 0); /* socketcall(SYS_SOCKET) */
+	rec(r, int80(102, 2, 0, 0), 0); /* socketcall(SYS_BIND): EFAULT */
+	rec(r, int80(102, 8, 0, 0), 0); /* socketcall(SYS_SOCKETPAIR): EFAULT */
+	rec(r, int80(140, -1, 0, 0), 0); /* _llseek: EBADF */
+	rec(r, int80(197, -1, 0, 0), 0); /* fstat64: EBADF */
+	rec(r, int80(117, 1, -1, 0), 0); /* ipc(SEMOP, -1, 0): EINVAL */
+	rec(r, int80(117, 9999, 0, 0), 0); /* ipc(9999): no such subcall */
+	rec(r, int80(136, 6, 0, 0), 0); /* personality(PER_BSD) */
+}
+
+static void test_x86_rules(void **state)
+{
+	static const long want[] = { 0 /* pid */, -EPERM,  -EPERM, -EPERM, -EPERM,  -EFAULT, -EPERM, -EPERM,
+				     -EFAULT,     -EFAULT, -EBADF, -EBADF, -EINVAL, -EPERM,  -EPERM };
+	const char *dir = *state;
+	cleanup_free char *path = NULL;
+	struct slate_seccomp s = { 0 };
+	slate_error_t err = { 0 };
+	struct results got, control;
+
+	skip_under_valgrind();
+	run_child(NULL, false, probe_i386, NULL, &control);
+	if (control.ret[0] == -ENOSYS)
+		skip(); /* no ia32 emulation in this kernel */
+	path = write_x86_rules_profile(dir);
+	if (slate_seccomp_prepare(path, NULL, &s, &err) != 0)
+		fail_msg("%s", err.msg);
+	run_child(&s, true, probe_i386, NULL, &got);
+	assert_int_equal(got.installed, 1);
+	assert_int_equal(got.n, sizeof(want) / sizeof(want[0]));
+	assert_true(got.ret[0] > 0);
+	for (int i = 1; i < got.n; i++)
+		if (got.ret[i] != want[i])
+			fail_msg("i386 probe %d: returned %ld, want %ld (without a filter: %ld)", i, got.ret[i],
+				 want[i], control.ret[i]);
 	slate_seccomp_free(&s);
 }
 
@@ -607,12 +681,13 @@ static void test_profile_refusals(void **state)
 			       "unknown syscall `getpidd`");
 	assert_profile_refused(dir, HEAD "\"rules\": [{\"action\": \"permit\", \"syscalls\": [\"read\"]}]}",
 			       "unknown action `permit`");
-	assert_profile_refused(dir,
-			       HEAD "\"rules\": [{\"action\": \"errno\", \"errno\": \"EWHAT\", \"syscalls\": [\"read\"]}]}",
-			       "unknown errno `EWHAT`");
+	assert_profile_refused(
+		dir, HEAD "\"rules\": [{\"action\": \"errno\", \"errno\": \"EWHAT\", \"syscalls\": [\"read\"]}]}",
+		"unknown errno `EWHAT`");
 	assert_profile_refused(dir, HEAD "\"rules\": [{\"action\": \"errno\", \"syscalls\": [\"read\"]}]}",
 			       "needs an `errno`");
-	assert_profile_refused(dir, HEAD "\"rules\": [{\"action\": \"errno\", \"errno\": 1, \"syscalls\": [\"read\"]}]}",
+	assert_profile_refused(dir,
+			       HEAD "\"rules\": [{\"action\": \"errno\", \"errno\": 1, \"syscalls\": [\"read\"]}]}",
 			       "the default action");
 	assert_profile_refused(dir, "{\"slate_seccomp\": 2}", "version 2");
 	assert_profile_refused(dir, "{\"slate_seccomp\": 1, ", "invalid JSON");
@@ -621,31 +696,33 @@ static void test_profile_refusals(void **state)
 			       "\"architectures\": {\"x86_64\": \"rules\", \"x86\": \"refuse\"}, \"rules\": []}",
 			       "missing `x32`");
 	/* libseccomp would let the unconditional rule win without a word. */
+	assert_profile_refused(
+		dir,
+		HEAD
+		"\"rules\": [{\"action\": \"allow\", \"syscalls\": [\"ioctl\"]},"
+		"{\"action\": \"errno\", \"errno\": \"EACCES\", \"syscalls\": [\"ioctl\"],"
+		" \"args\": [{\"arg\": 1, \"op\": \"masked_eq\", \"mask\": \"0xffffffff\", \"value\": 21522}]}]}",
+		"`ioctl` already has a rule");
+	assert_profile_refused(
+		dir, HEAD "\"refuse\": [\"mount\"], \"rules\": [{\"action\": \"allow\", \"syscalls\": [\"mount\"]}]}",
+		"`mount` is listed in `refuse`");
+	assert_profile_refused(
+		dir,
+		HEAD
+		"\"rules\": [{\"action\": \"allow\", \"syscalls\": [\"ioctl\"], \"args\": ["
+		"{\"arg\": 1, \"op\": \"ne\", \"value\": 1}, {\"arg\": 1, \"op\": \"ne\", \"value\": 2}]}]}",
+		"a second comparison on argument 1");
 	assert_profile_refused(dir,
-			       HEAD "\"rules\": [{\"action\": \"allow\", \"syscalls\": [\"ioctl\"]},"
-				    "{\"action\": \"errno\", \"errno\": \"EACCES\", \"syscalls\": [\"ioctl\"],"
-				    " \"args\": [{\"arg\": 1, \"op\": \"masked_eq\", \"mask\": \"0xffffffff\", \"value\": 21522}]}]}",
-			       "`ioctl` already has a rule");
-	assert_profile_refused(dir,
-			       HEAD "\"refuse\": [\"mount\"], \"rules\": [{\"action\": \"allow\", \"syscalls\": [\"mount\"]}]}",
-			       "`mount` is listed in `refuse`");
-	assert_profile_refused(dir,
-			       HEAD "\"rules\": [{\"action\": \"allow\", \"syscalls\": [\"ioctl\"], \"args\": ["
-				    "{\"arg\": 1, \"op\": \"ne\", \"value\": 1}, {\"arg\": 1, \"op\": \"ne\", \"value\": 2}]}]}",
-			       "a second comparison on argument 1");
-	assert_profile_refused(dir,
-			       HEAD "\"rules\": [{\"action\": \"allow\", \"syscalls\": [\"ioctl\"], "
-				    "\"unless\": {\"arg\": 1, \"mask\": \"0xff\", \"values\": [\"0x5412\"]}}]}",
+			       HEAD
+			       "\"rules\": [{\"action\": \"allow\", \"syscalls\": [\"ioctl\"], "
+			       "\"unless\": {\"arg\": 1, \"mask\": \"0xff\", \"values\": [\"0x5412\"]}}]}",
 			       "bits outside the mask");
+	assert_profile_refused(dir, HEAD "\"refuse\": [\"mountt\"], \"rules\": []}", "unknown syscall `mountt`");
 	assert_profile_refused(dir,
-			       HEAD "\"rules\": [{\"action\": \"allow\", \"syscalls\": [\"chown32\"]}]}",
-			       "`chown32` does not exist");
-	assert_profile_refused(dir,
-			       "{\"slate_seccomp\": 1, \"default\": {\"action\": \"errno\", \"errno\": \"EPERM\"}, "
-			       "\"architectures\": {\"x86_64\": \"rules\", \"x32\": \"refuse\", \"x86\": \"rules\"}, "
-			       "\"rules\": [{\"action\": \"allow\", \"syscalls\": [\"socket\"], "
-			       "\"args\": [{\"arg\": 0, \"op\": \"eq\", \"value\": 2}]}]}",
-			       "cannot be enforced on x86");
+			       HEAD
+			       "\"rules\": [{\"action\": \"allow\", \"syscalls\": [\"personality\"], \"args\": ["
+			       "{\"arg\": 0, \"op\": \"ne\", \"value\": [1, 2]}]}]}",
+			       "a list of values needs op");
 }
 
 static void probe_minimal(struct results *r, void *arg)
@@ -665,8 +742,9 @@ static void test_profile_minimal(void **state)
 
 	skip_under_valgrind();
 	path = write_profile(
-		dir, HEAD "\"comment\": \"what the probe child needs; sanitizers call sigaltstack before a noreturn call\", "
-			  "\"rules\": [{\"action\": \"allow\", \"syscalls\": [\"write\", \"exit_group\", \"sigaltstack\"]}]}");
+		dir, HEAD
+		"\"comment\": \"what the probe child needs; sanitizers call sigaltstack before a noreturn call\", "
+		"\"rules\": [{\"action\": \"allow\", \"syscalls\": [\"write\", \"exit_group\", \"sigaltstack\"]}]}");
 	if (slate_seccomp_prepare(path, NULL, &s, &err) != 0)
 		fail_msg("%s", err.msg);
 	run_child(&s, true, probe_minimal, NULL, &got);
@@ -770,11 +848,11 @@ static void test_cache_ignores_bad_files(void **state)
 	path = cache_path(cache, &s);
 	size = s.prog.len * sizeof(struct sock_filter);
 	junk = xcalloc(1, size + 4);
-	assert_cache_replaced(cache, path, junk, 13, 0600, NULL);		 /* not whole instructions */
-	assert_cache_replaced(cache, path, junk, size + 4, 0600, NULL);		 /* not whole instructions */
-	assert_cache_replaced(cache, path, "", 0, 0600, NULL);			 /* empty */
-	assert_cache_replaced(cache, path, junk, size, 0600, NULL);		 /* not a program */
-	assert_cache_replaced(cache, path, s.prog.filter, size, 0644, NULL);	 /* readable by others */
+	assert_cache_replaced(cache, path, junk, 13, 0600, NULL); /* not whole instructions */
+	assert_cache_replaced(cache, path, junk, size + 4, 0600, NULL); /* not whole instructions */
+	assert_cache_replaced(cache, path, "", 0, 0600, NULL); /* empty */
+	assert_cache_replaced(cache, path, junk, size, 0600, NULL); /* not a program */
+	assert_cache_replaced(cache, path, s.prog.filter, size, 0644, NULL); /* readable by others */
 	assert_cache_replaced(cache, path, s.prog.filter, size - 8, 0600, NULL); /* truncated */
 	assert_int_equal(slate_write_file_atomic(copy, s.prog.filter, size, 0600, &err), 0);
 	assert_cache_replaced(cache, path, NULL, 0, 0, copy); /* a symlink, even to a good copy */
@@ -814,7 +892,8 @@ static void test_cache_key_follows_profile(void **state)
 {
 	const char *dir = *state;
 	cleanup_free char *cache = xasprintf("%s/cache", dir);
-	cleanup_free char *path = write_profile(dir, HEAD "\"rules\": [{\"action\": \"allow\", \"syscalls\": [\"write\"]}]}");
+	cleanup_free char *path =
+		write_profile(dir, HEAD "\"rules\": [{\"action\": \"allow\", \"syscalls\": [\"write\"]}]}");
 	struct slate_seccomp a = { 0 }, b = { 0 };
 	slate_error_t err = { 0 };
 
@@ -901,15 +980,17 @@ static void test_cost(void **state)
 			slate_seccomp_free(&s);
 	}
 	warm = (now_ms() - t0) / n_warm;
-	print_message("# seccomp prepare, default profile (%u instructions): compile %.3f ms, from cache %.3f ms "
-		      "(%.0fx)\n",
-		      s.prog.len, cold, warm, cold / warm);
+	print_message(
+		"# seccomp prepare, default profile (%u instructions): compile %.3f ms, from cache %.3f ms "
+		"(%.0fx)\n",
+		s.prog.len, cold, warm, cold / warm);
 	run_child(&s, true, probe_loop, NULL, &with);
 	run_child(NULL, false, probe_loop, NULL, &without);
-	print_message("# syscall cost, ns per call without / with the filter: getppid %.1f / %.1f (%.2fx), "
-		      "ioctl(FIONREAD) %.1f / %.1f (%.2fx)\n",
-		      without.ret[0] / 1e3, with.ret[0] / 1e3, (double)with.ret[0] / (double)without.ret[0],
-		      without.ret[1] / 1e3, with.ret[1] / 1e3, (double)with.ret[1] / (double)without.ret[1]);
+	print_message(
+		"# syscall cost, ns per call without / with the filter: getppid %.1f / %.1f (%.2fx), "
+		"ioctl(FIONREAD) %.1f / %.1f (%.2fx)\n",
+		without.ret[0] / 1e3, with.ret[0] / 1e3, (double)with.ret[0] / (double)without.ret[0],
+		without.ret[1] / 1e3, with.ret[1] / 1e3, (double)with.ret[1] / (double)without.ret[1]);
 	slate_seccomp_free(&s);
 }
 
@@ -923,6 +1004,7 @@ int main(void)
 		cmocka_unit_test(test_default_ioctl),
 		cmocka_unit_test(test_default_sockets),
 		cmocka_unit_test(test_other_abis),
+		cmocka_unit_test_setup_teardown(test_x86_rules, tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test(test_install_needs_no_new_privs),
 		cmocka_unit_test_setup_teardown(test_profile_refusals, tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(test_profile_minimal, tmpdir_setup, tmpdir_teardown),
