@@ -392,7 +392,7 @@ static void explain_signature_failure(struct reader *r, const struct slate_keyri
 
 /* The signature is checked over the raw bytes, against every trusted key,
  * before anything in the manifest is parsed. */
-static int check_head(struct reader *r, const struct slate_keyring *kr, slate_error_t *err)
+static int check_head(struct reader *r, const struct slate_keyring *kr, bool parse, slate_error_t *err)
 {
 	const struct slate_key *signer = NULL;
 
@@ -402,6 +402,8 @@ static int check_head(struct reader *r, const struct slate_keyring *kr, slate_er
 		explain_signature_failure(r, kr, err);
 		return -1;
 	}
+	if (!parse)
+		return 0;
 	if (parse_manifest(r, err) < 0)
 		return slate_error_wrap(err, "bundle `%s`", r->name);
 	if (strcmp(r->m.signer, signer->id) != 0)
@@ -417,7 +419,7 @@ int slate_bundle_verify_fd(int fd, const char *name, const struct slate_keyring 
 	struct reader r;
 	int ret = -1;
 
-	if (reader_open(&r, fd, name, lim, true, err) < 0 || check_head(&r, kr, err) < 0)
+	if (reader_open(&r, fd, name, lim, true, err) < 0 || check_head(&r, kr, true, err) < 0)
 		goto out;
 	if (v && v->manifest && v->manifest(v->ctx, &r.m, r.id, err) < 0)
 		goto out;
@@ -437,7 +439,7 @@ int slate_bundle_verify_head(int fd, const char *name, const struct slate_keyrin
 	struct reader r;
 	int ret = -1;
 
-	if (reader_open(&r, fd, name, lim, false, err) == 0 && check_head(&r, kr, err) == 0) {
+	if (reader_open(&r, fd, name, lim, false, err) == 0 && check_head(&r, kr, out != NULL, err) == 0) {
 		hand_out(&r, out, id);
 		ret = 0;
 	}

@@ -46,13 +46,14 @@ void slate_stored_free(struct slate_stored *s)
 	memset(s, 0, sizeof(*s));
 }
 
+
 static void stored_paths(const char *root, struct slate_stored *s)
 {
 	s->dir = xasprintf("%s/store/%s", root, s->id);
 	s->root = xasprintf("%s/root", s->dir);
 }
 
-int slate_store_load(const char *root, const char *id, struct slate_stored *out, slate_error_t *err)
+static int load_json(const char *root, const char *id, const char *name, struct slate_stored *out, slate_error_t *err)
 {
 	struct slate_limits lim;
 	cleanup_free char *path = NULL, *buf = NULL;
@@ -64,11 +65,21 @@ int slate_store_load(const char *root, const char *id, struct slate_stored *out,
 		return slate_error_usage(err, "`%s` is not a bundle id", id);
 	memcpy(out->id, id, SLATE_SHA256_HEX);
 	stored_paths(root, out);
-	path = xasprintf("%s/manifest.json", out->dir);
+	path = xasprintf("%s/%s", out->dir, name);
 	buf = slate_read_file(path, lim.max_manifest_bytes, &len, err);
 	if (buf == NULL)
 		return slate_error_wrap(err, "bundle %.12s is not in the store", id);
 	return slate_manifest_parse(buf, len, &lim, &out->m, err);
+}
+
+int slate_store_load(const char *root, const char *id, struct slate_stored *out, slate_error_t *err)
+{
+	return load_json(root, id, "meta.json", out, err);
+}
+
+int slate_store_load_full(const char *root, const char *id, struct slate_stored *out, slate_error_t *err)
+{
+	return load_json(root, id, "manifest.json", out, err);
 }
 
 /* Serialise first unpacks of one bundle; the lock is released on close. */
@@ -88,15 +99,31 @@ static int lock_id(const char *root, const char *id, slate_error_t *err)
 	return fd;
 }
 
-static int write_manifest(const char *dir, const struct slate_manifest *m, slate_error_t *err)
+static int write_json(const char *dir, const char *name, const struct slate_manifest *m, slate_error_t *err)
 {
-	cleanup_free char *path = xasprintf("%s/manifest.json", dir);
+	cleanup_free char *path = xasprintf("%s/%s", dir, name);
 	size_t len = 0;
 	cleanup_free char *bytes = slate_manifest_serialize(m, &len, err);
 
 	if (bytes == NULL)
 		return -1;
 	return slate_write_file_atomic(path, bytes, len, 0600, err);
+}
+
+/* manifest.json: the verified manifest; meta.json: the same without its
+ * entries, which is all that starting an instance needs (parsing a
+ * 20,000-entry manifest on every start would cost more than the start). */
+static int write_manifest(const char *dir, struct slate_manifest *m, slate_error_t *err)
+{
+	size_t n = m->n_entries;
+	int r;
+
+	if (write_json(dir, "manifest.json", m, err) < 0)
+		return -1;
+	m->n_entries = 0;
+	r = write_json(dir, "meta.json", m, err);
+	m->n_entries = n;
+	return r;
 }
 
 /* Unpack into store/.tmp-<id>-<pid>/root, add the manifest, rename the
@@ -137,7 +164,6 @@ int slate_store_add(const char *root, const char *bundle_path, const struct slat
 		    struct slate_stored *out, slate_error_t *err)
 {
 	struct slate_limits lim;
-	struct slate_manifest head;
 	cleanup_close int fd = -1, lock = -1;
 	struct stat st;
 
@@ -147,16 +173,18 @@ int slate_store_add(const char *root, const char *bundle_path, const struct slat
 	if (fd < 0)
 		return slate_error_sys(err, errno, "open `%s`", bundle_path);
 	/* The signature first: an untrusted bundle stops here, nothing written. */
-	if (slate_bundle_verify_head(fd, bundle_path, kr, &lim, &head, out->id, err) < 0)
+	if (slate_bundle_verify_head(fd, bundle_path, kr, &lim, NULL, out->id, err) < 0)
 		return -1;
 	stored_paths(root, out);
 	/* Already stored: it verified completely when it was unpacked, and the
-	 * id (the hash of the manifest just checked) names exactly that. */
+	 * id (the hash of the manifest whose signature was just checked)
+	 * names exactly that copy. */
 	if (lstat(out->dir, &st) == 0) {
-		out->m = head;
-		return 0;
+		char id[SLATE_SHA256_HEX];
+		memcpy(id, out->id, sizeof(id));
+		slate_stored_free(out);
+		return slate_store_load(root, id, out, err);
 	}
-	slate_manifest_free(&head);
 	if (slate_store_init(root, err) < 0)
 		return -1;
 	lock = lock_id(root, out->id, err);
