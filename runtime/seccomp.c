@@ -205,7 +205,8 @@ struct compiler {
 };
 
 /* One rule's comparisons: fixed ones, plus at most one list of alternatives
- * (a "value" list, or the cubes of an "unless") on the argument `alt_arg`. */
+ * (a "value" list, or the cubes of an "unless"), one of which is added to
+ * the fixed ones in each libseccomp rule. */
 struct rule_args {
 	struct scmp_arg_cmp fixed[6];
 	unsigned n_fixed;
@@ -244,6 +245,25 @@ static int parse_arg_index(const json_t *obj, unsigned *arg, bool *used, const c
 	return 0;
 }
 
+/* A comparison's value: libseccomp wants it in datum_a, except for
+ * masked_eq (mask in datum_a, value in datum_b). */
+static int parse_value(const json_t *v, struct scmp_arg_cmp *cmp, const char *what, slate_error_t *err)
+{
+	uint64_t n = 0;
+
+	if (parse_u64(v, &n, what, err) < 0)
+		return -1;
+	if (cmp->op != SCMP_CMP_MASKED_EQ) {
+		cmp->datum_a = n;
+		return 0;
+	}
+	if (n & ~cmp->datum_a)
+		return slate_error_refuse(err, "%s: value 0x%" PRIx64 " has bits outside the mask: it never matches",
+					  what, n);
+	cmp->datum_b = n;
+	return 0;
+}
+
 /* One element of "args". */
 static int parse_cmp(const json_t *obj, struct rule_args *ra, const char *what, slate_error_t *err)
 {
@@ -269,10 +289,8 @@ static int parse_cmp(const json_t *obj, struct rule_args *ra, const char *what, 
 	if (value == NULL)
 		return slate_error_refuse(err, "%s: missing `value`", what);
 	if (!json_is_array(value)) {
-		if (parse_u64(value, &cmp.datum_b, what, err) < 0)
+		if (parse_value(value, &cmp, what, err) < 0)
 			return -1;
-		if (cmp.op != SCMP_CMP_MASKED_EQ)
-			cmp.datum_a = cmp.datum_b;
 		ra->fixed[ra->n_fixed++] = cmp;
 		return 0;
 	}
@@ -285,10 +303,8 @@ static int parse_cmp(const json_t *obj, struct rule_args *ra, const char *what, 
 		return slate_error_refuse(err, "%s: `value` lists take 1..%d numbers", what, MAX_LIST);
 	json_array_foreach (value, i, item) {
 		struct scmp_arg_cmp alt = cmp;
-		if (parse_u64(item, &alt.datum_b, what, err) < 0)
+		if (parse_value(item, &alt, what, err) < 0)
 			return -1;
-		if (alt.op == SCMP_CMP_EQ)
-			alt.datum_a = alt.datum_b;
 		ra->alt[ra->n_alt++] = alt;
 	}
 	return 0;

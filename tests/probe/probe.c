@@ -997,6 +997,31 @@ static int cmd_fill(int argc, char **argv)
 	return 0;
 }
 
+/* ---- cost ---- */
+
+/* `syscall-loop N` (N <= 1e9): N cheap syscalls that every filter allows
+ * and that fail at once (fd -1), in turn getppid, read of 0 bytes and
+ * ioctl(FIONREAD), to time a filter against no filter. The kernel skips the
+ * filter for syscalls whose verdict does not depend on their arguments
+ * (its per-syscall cache of constant allows): getppid and read measure that
+ * path; ioctl, which has argument rules (TIOCSTI), runs the whole program. */
+static int cmd_syscall_loop(int argc, char **argv)
+{
+	long n;
+
+	if (argc != 2 || (n = parse_num(argv[1], 1000000000L)) < 0)
+		return EXIT_USAGE;
+	for (long i = 0; i < n; i++) {
+		switch (i % 3) {
+		case 0: syscall(SYS_getppid); break;
+		case 1: syscall(SYS_read, -1, BAD, 0); break;
+		default: syscall(SYS_ioctl, -1, FIONREAD, BAD); break;
+		}
+	}
+	printf("loops %ld\n", n);
+	return 0;
+}
+
 /* ---- isolation ---- */
 
 /* Opens path with flags: "OK" (and closes it at once, nothing written) or
@@ -1203,6 +1228,7 @@ static const struct command commands[] = {
 	{ "exit", cmd_exit, "N" },
 	{ "kill-self", cmd_kill_self, "SIGNAL" },
 	{ "id", cmd_id, "" },
+	{ "syscall-loop", cmd_syscall_loop, "N" },
 };
 
 static void usage(void)

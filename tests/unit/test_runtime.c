@@ -376,18 +376,44 @@ static void test_open_in_root_plain_dir(void **state)
 	close(root);
 }
 
+/* A symlink in the middle of a path is refused (ELOOP); so is one at the
+ * end when the caller wants a directory or a readable file. With O_PATH
+ * alone, a final symlink yields a handle on the link itself (openat2
+ * RESOLVE_NO_SYMLINKS with O_NOFOLLOW): never on what it points to. */
 static void test_open_in_root_refuses_symlinks(void **state)
 {
-	static const char *const paths[] = { "link/b", "link", "abs/etc", "abs", "a/up/a" };
+	static const char *const middle[] = { "link/b", "abs/etc", "a/up/a", "link/file" };
+	static const char *const last[] = { "link", "abs", "a/up" };
 	int root = open_root(state);
 
-	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+	for (size_t i = 0; i < sizeof(middle) / sizeof(middle[0]); i++) {
 		slate_error_t err = { 0 };
-		int fd = mounts_open_in_root(root, paths[i], O_PATH, &err);
+		int fd = mounts_open_in_root(root, middle[i], O_PATH, &err);
 		if (fd >= 0)
-			fail_msg("`%s` opened through a symlink", paths[i]);
-		assert_error(&err, SLATE_EXIT_SYSTEM, paths[i]);
+			fail_msg("`%s` opened through a symlink", middle[i]);
+		assert_error(&err, SLATE_EXIT_SYSTEM, middle[i]);
 		assert_int_equal(err.errnum, ELOOP);
+	}
+	for (size_t i = 0; i < sizeof(last) / sizeof(last[0]); i++) {
+		slate_error_t err = { 0 };
+		struct stat st;
+		int fd = mounts_open_in_root(root, last[i], O_PATH | O_DIRECTORY, &err);
+		if (fd >= 0)
+			fail_msg("`%s` opened as a directory through a symlink", last[i]);
+		assert_error(&err, SLATE_EXIT_SYSTEM, last[i]);
+		memset(&err, 0, sizeof(err));
+		fd = mounts_open_in_root(root, last[i], O_RDONLY, &err);
+		if (fd >= 0)
+			fail_msg("`%s` opened for reading through a symlink", last[i]);
+		assert_int_equal(err.errnum, ELOOP);
+		memset(&err, 0, sizeof(err));
+		fd = mounts_open_in_root(root, last[i], O_PATH, &err);
+		if (fd >= 0) {
+			assert_int_equal(fstat(fd, &st), 0);
+			if (!S_ISLNK(st.st_mode))
+				fail_msg("`%s` (O_PATH) followed the link", last[i]);
+			close(fd);
+		}
 	}
 	close(root);
 }
@@ -526,8 +552,21 @@ static void test_lookup_user_numeric(void **state)
 	assert_user(root, "65535:65535", 65535, 65535);
 	assert_user(root, "4242", 4242, 4242); /* need not be in /etc/passwd */
 	assert_user_refused(root, "12ab", SLATE_EXIT_USAGE);
-	assert_user_refused(root, "33:", 0);
 	assert_user_refused(root, "33:x", SLATE_EXIT_USAGE);
+	assert_user_refused(root, "33:5:7", SLATE_EXIT_USAGE);
+	close(root);
+}
+
+/* UID: or UID:GID with anything but digits after the colon is not a user:
+ * strtoul would read "" as gid 0 (the instance's root group) and skip
+ * blanks and signs. */
+static void test_lookup_user_numeric_malformed(void **state)
+{
+	static const char *const bad[] = { "33:", "33: 5", "33:+5", "33:-0" };
+	int root = image_root(state, passwd_text);
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_user_refused(root, bad[i], SLATE_EXIT_USAGE);
 	close(root);
 }
 
@@ -633,6 +672,7 @@ int main(void)
 	const struct CMUnitTest users[] = {
 		cmocka_unit_test_setup_teardown(test_lookup_user_by_name, tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(test_lookup_user_numeric, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_lookup_user_numeric_malformed, tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(test_lookup_user_high_ids_refused, tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(test_lookup_user_symlink_stays_in_root, tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(test_lookup_user_no_passwd, tmpdir_setup, tmpdir_teardown),
