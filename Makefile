@@ -57,6 +57,9 @@ $(BUILD)/%.o: %.S
 	@mkdir -p $(dir $@)
 	$(CC) -Iinclude -MMD -MP -c -o $@ $<
 
+# -MMD does not see .incbin.
+$(BUILD)/runtime/seccomp_profile.o: runtime/seccomp-default.json
+
 $(BUILD)/libslate.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
