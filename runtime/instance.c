@@ -78,7 +78,10 @@ int instance_lookup_user(int rootfd, const char *user, uid_t *uid, gid_t *gid, s
 
 	if (user[0] >= '0' && user[0] <= '9') {
 		u = strtoul(user, &end, 10);
-		g = *end == ':' ? strtoul(end + 1, &end, 10) : u;
+		g = u;
+		/* Digits only after the colon: strtoul would take " 5", "+5", "-0". */
+		if (*end == ':' && end[1] >= '0' && end[1] <= '9')
+			g = strtoul(end + 1, &end, 10);
 		if (*end != '\0')
 			return slate_error_usage(err, "user `%s` is not NAME or UID[:GID]", user);
 	} else {

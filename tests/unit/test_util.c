@@ -102,7 +102,7 @@ static void assert_file_content(const char *path, const char *want)
 static void assert_size(const char *s, unsigned long long want)
 {
 	slate_error_t err = { 0 };
-	unsigned long long got = 0;
+	uint64_t got = 0;
 
 	if (slate_parse_size(s, &got, &err) != 0)
 		fail_msg("`%s` refused: %s", s, err.msg);
@@ -112,7 +112,7 @@ static void assert_size(const char *s, unsigned long long want)
 static void assert_size_refused(const char *s)
 {
 	slate_error_t err = { 0 };
-	unsigned long long got = 12345;
+	uint64_t got = 12345;
 
 	if (slate_parse_size(s, &got, &err) != -1)
 		fail_msg("`%s` accepted as %llu", s, got);
@@ -158,7 +158,7 @@ static void test_size_refuses_overflow(void **state)
 static void test_size_refuses_empty(void **state)
 {
 	slate_error_t err = { 0 };
-	unsigned long long got = 0;
+	uint64_t got = 0;
 
 	(void)state;
 	assert_int_equal(slate_parse_size("", &got, &err), -1);
