@@ -109,6 +109,9 @@ static gid_t lookup_group(int rootfd, const char *name, gid_t fallback)
 	return (gid_t)g;
 }
 
+/* Instances of one slate process (a monitor runs old and new side by side). */
+static unsigned instance_serial;
+
 /* What the setup process needs, all prepared by the host side. */
 struct setup {
 	const struct instance_opts *o;
@@ -121,11 +124,50 @@ struct setup {
 	struct init_proc *procs;
 	struct slate_strv *argvs; /* the image processes' argv, owned here */
 	char *scratch;
+	int stdio[3]; /* the instance's stdin, stdout, stderr (-1: slate's own) */
+};
+
+struct instance {
+	struct setup s;
+	struct slate_cgroup cg;
+	char *cgname;
+	pid_t pid;       /* the instance's init, on the host */
+	int netns_fd;    /* its network namespace */
+	int scratch_fd;  /* its tmpfs (upper/ inside) */
 };
 
 static int message(int sock, const slate_error_t *e)
 {
 	return send(sock, e, sizeof(*e), MSG_NOSIGNAL) == (ssize_t)sizeof(*e) ? 0 : -1;
+}
+
+/* The ready message carries the instance tmpfs fd to slate. */
+static int message_fd(int sock, const slate_error_t *e, int fd)
+{
+	char ctl[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { (void *)e, sizeof(*e) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	return sendmsg(sock, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(*e) ? 0 : -1;
+}
+
+static ssize_t recv_fd(int sock, slate_error_t *e, int *fd)
+{
+	char ctl[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { e, sizeof(*e) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl) };
+	ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
+
+	*fd = -1;
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(fd, CMSG_DATA(c), sizeof(int));
+	return n;
 }
 
 __attribute__((noreturn)) static void setup_fail(struct setup *s, slate_error_t *err)
@@ -145,6 +187,9 @@ __attribute__((noreturn)) static void setup_child(struct setup *s)
 
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || privs_not_dumpable(&err) < 0)
 		_exit(SLATE_EXIT_SYSTEM);
+	for (int i = 0; i < 3; i++)
+		if (s->stdio[i] >= 0 && dup2(s->stdio[i], i) < 0)
+			_exit(SLATE_EXIT_SYSTEM);
 	/* slate moves us into the cgroup, then says go; if slate is gone, stop. */
 	if (recv(s->sync, &go, sizeof(go), 0) != (ssize_t)sizeof(go))
 		_exit(SLATE_EXIT_SYSTEM);
@@ -156,8 +201,8 @@ __attribute__((noreturn)) static void setup_child(struct setup *s)
 		setup_fail(s, &err);
 	/* A change of credentials clears the parent-death signal: set it
 	 * again, then make sure slate did not die in between. */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || message(s->sync, &go) < 0) /* kind 0: ready */
-		_exit(SLATE_EXIT_SYSTEM);
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || message_fd(s->sync, &go, s->mounts.scratch_fd) < 0)
+		_exit(SLATE_EXIT_SYSTEM); /* kind 0: ready */
 	/* Nothing of slate's but stdio goes on into the instance. */
 	if (syscall(SYS_close_range, 3, ~0U, 0) < 0)
 		_exit(SLATE_EXIT_SYSTEM);
@@ -216,7 +261,7 @@ static int prepare_mounts(struct setup *s, int rootfd, slate_error_t *err)
 	if (image_user && instance_lookup_user(rootfd, image_user, &app_uid, &app_gid, err) < 0)
 		return -1;
 	slate_json_get_strv(s->o->bundle->m.settings, "writable", true, &s->writable, "settings", err);
-	s->scratch = xasprintf("%s/mnt/%s.%d", s->o->root, s->o->name, (int)getpid());
+	s->scratch = xasprintf("%s/mnt/%s-%u.%d", s->o->root, s->o->name, instance_serial, (int)getpid());
 	s->mounts = (struct mount_spec){
 		.scratch = s->scratch,
 		.lower_fd = s->lower_fd,
@@ -297,26 +342,121 @@ static void forward_signals(pid_t pid)
 }
 
 /* The host side after clone: put the child in the cgroup, let it go, and
- * learn whether its setup worked. */
-static int start_child(struct setup *s, pid_t pid, int sock, struct slate_cgroup *cg, slate_error_t *err)
+ * learn whether its setup worked (the ready message brings the tmpfs fd). */
+static int start_child(struct instance *in, int sock, slate_error_t *err)
 {
 	slate_error_t go = { 0 }, reply = { 0 };
-	ssize_t n;
+	cleanup_free char *ns = NULL;
 
-	if (slate_cgroup_enter(cg, pid, err) < 0)
+	if (slate_cgroup_enter(&in->cg, in->pid, err) < 0)
 		return -1;
 	if (message(sock, &go) < 0)
 		return slate_error_sys(err, errno, "start the instance");
-	n = recv(sock, &reply, sizeof(reply), 0);
-	if (n != (ssize_t)sizeof(reply))
+	if (recv_fd(sock, &reply, &in->scratch_fd) != (ssize_t)sizeof(reply))
 		return slate_error_fail(err, "instance setup died before it was ready");
 	if (reply.kind != 0) {
 		reply.msg[sizeof(reply.msg) - 1] = '\0';
 		*err = reply;
 		return slate_error_wrap(err, "instance setup");
 	}
-	(void)s;
+	ns = xasprintf("/proc/%d/ns/net", (int)in->pid);
+	in->netns_fd = open(ns, O_RDONLY | O_CLOEXEC);
+	if (in->netns_fd < 0)
+		return slate_error_sys(err, errno, "open `%s`", ns);
 	return 0;
+}
+
+static int spawn(struct instance *in, slate_error_t *err)
+{
+	int sv[2];
+	int r;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return slate_error_sys(err, errno, "socketpair");
+	fflush(NULL);
+	in->pid = (pid_t)syscall(SYS_clone,
+				 CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | SIGCHLD, NULL,
+				 NULL, NULL, NULL);
+	if (in->pid < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return slate_error_sys(err, errno, "create the instance namespaces");
+	}
+	if (in->pid == 0) {
+		close(sv[0]);
+		in->s.sync = sv[1];
+		setup_child(&in->s);
+	}
+	close(sv[1]);
+	r = start_child(in, sv[0], err);
+	close(sv[0]);
+	if (r < 0) {
+		kill(in->pid, SIGKILL);
+		waitpid(in->pid, NULL, 0);
+		in->pid = -1;
+	}
+	return r;
+}
+
+static void instance_free(struct instance *in)
+{
+	if (in->netns_fd >= 0)
+		close(in->netns_fd);
+	if (in->scratch_fd >= 0)
+		close(in->scratch_fd);
+	release(&in->s);
+	slate_cgroup_free(&in->cg);
+	free(in->cgname);
+	free(in);
+}
+
+struct instance *instance_start(const struct instance_opts *o, const int stdio[3], slate_error_t *err)
+{
+	struct instance *in = xcalloc(1, sizeof(*in));
+
+	in->s = (struct setup){ .o = o, .userns_fd = -1, .lower_fd = -1, .sync = -1, .stdio = { -1, -1, -1 } };
+	in->pid = -1;
+	in->netns_fd = in->scratch_fd = -1;
+	for (int i = 0; stdio && i < 3; i++)
+		in->s.stdio[i] = stdio[i];
+	in->cgname = xasprintf("%s-%u.%d", o->name, instance_serial, (int)getpid());
+	if (prepare(&in->s, err) < 0 ||
+	    slate_cgroup_create(SLATE_CGROUP_ROOT, in->cgname, &o->limits, &in->cg, err) < 0) {
+		instance_serial++;
+		instance_free(in);
+		return NULL;
+	}
+	instance_serial++;
+	if (spawn(in, err) < 0) {
+		slate_error_t ignore = { 0 };
+		slate_cgroup_destroy(&in->cg, &ignore);
+		instance_free(in);
+		return NULL;
+	}
+	return in;
+}
+
+pid_t instance_pid(const struct instance *in)
+{
+	return in->pid;
+}
+
+int instance_netns_fd(const struct instance *in)
+{
+	return in->netns_fd;
+}
+
+int instance_scratch_fd(const struct instance *in)
+{
+	return in->scratch_fd;
+}
+
+int instance_finish(struct instance *in, slate_error_t *err)
+{
+	int r = slate_cgroup_destroy(&in->cg, err);
+
+	instance_free(in);
+	return r;
 }
 
 static int wait_child(pid_t pid, int *exit_code, slate_error_t *err)
@@ -331,56 +471,17 @@ static int wait_child(pid_t pid, int *exit_code, slate_error_t *err)
 	return 0;
 }
 
-static int run_child(struct setup *s, struct slate_cgroup *cg, int *exit_code, slate_error_t *err)
-{
-	int sv[2];
-	pid_t pid;
-	int r;
-
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-		return slate_error_sys(err, errno, "socketpair");
-	fflush(NULL);
-	pid = (pid_t)syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | SIGCHLD,
-			     NULL, NULL, NULL, NULL);
-	if (pid < 0) {
-		close(sv[0]);
-		close(sv[1]);
-		return slate_error_sys(err, errno, "create the instance namespaces");
-	}
-	if (pid == 0) {
-		close(sv[0]);
-		s->sync = sv[1];
-		setup_child(s);
-	}
-	close(sv[1]);
-	forward_signals(pid);
-	r = start_child(s, pid, sv[0], cg, err);
-	close(sv[0]);
-	if (r < 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		return -1;
-	}
-	return wait_child(pid, exit_code, err);
-}
-
 int instance_run(const struct instance_opts *o, int *exit_code, slate_error_t *err)
 {
-	struct setup s = { .o = o, .userns_fd = -1, .lower_fd = -1, .sync = -1 };
-	struct slate_cgroup cg = { 0 };
+	struct instance *in = instance_start(o, NULL, err);
 	slate_error_t ignore = { 0 };
-	cleanup_free char *cgname = xasprintf("%s.%d", o->name, (int)getpid());
-	int r = -1;
+	int r;
 
-	if (prepare(&s, err) < 0)
-		goto out;
-	if (slate_cgroup_create(SLATE_CGROUP_ROOT, cgname, &o->limits, &cg, err) < 0)
-		goto out;
-	r = run_child(&s, &cg, exit_code, err);
-	if (slate_cgroup_destroy(&cg, r == 0 ? err : &ignore) < 0)
+	if (in == NULL)
+		return -1;
+	forward_signals(in->pid);
+	r = wait_child(in->pid, exit_code, err);
+	if (instance_finish(in, r == 0 ? err : &ignore) < 0)
 		r = -1;
-	slate_cgroup_free(&cg);
-out:
-	release(&s);
 	return r;
 }

@@ -27,6 +27,17 @@ struct instance_opts {
 	const char *seccomp_profile; /* NULL: slate's default */
 };
 
+struct instance;
+
+/* Start an instance; stdio (may be NULL) gives its stdin, stdout, stderr
+ * (-1 for slate's own). The caller reaps instance_pid() (SIGCHLD) and then
+ * calls instance_finish, which removes the cgroup and frees everything. */
+struct instance *instance_start(const struct instance_opts *o, const int stdio[3], slate_error_t *err);
+pid_t instance_pid(const struct instance *in);
+int instance_netns_fd(const struct instance *in);
+int instance_scratch_fd(const struct instance *in);
+int instance_finish(struct instance *in, slate_error_t *err);
+
 /* Run the instance to its end; *exit_code gets its exit status (128+N
  * for a signal N). Everything it used is gone when this returns. */
 int instance_run(const struct instance_opts *o, int *exit_code, slate_error_t *err);

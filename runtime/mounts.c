@@ -401,7 +401,7 @@ static int do_pivot(const char *root, slate_error_t *err)
 	return 0;
 }
 
-int mounts_setup(const struct mount_spec *s, slate_error_t *err)
+int mounts_setup(struct mount_spec *s, slate_error_t *err)
 {
 	cleanup_free char *root = xasprintf("%s/root", s->scratch);
 	cleanup_close int rootfd = -1;
@@ -411,6 +411,10 @@ int mounts_setup(const struct mount_spec *s, slate_error_t *err)
 		return slate_error_sys(err, errno, "make mounts private");
 	if (setup_tmpfs(s, err) < 0 || setup_overlay(s, err) < 0)
 		return -1;
+	/* Kept by slate (never by the instance): what `slate diff` reads. */
+	s->scratch_fd = open(s->scratch, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->scratch_fd < 0)
+		return slate_error_sys(err, errno, "open `%s`", s->scratch);
 	rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (rootfd < 0)
 		return slate_error_sys(err, errno, "open `%s`", root);

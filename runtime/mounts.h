@@ -27,11 +27,12 @@ struct mount_spec {
 	gid_t tty_gid;         /* host gid of the instance's tty group */
 	const struct slate_strv *writable; /* project-relative, below /app */
 	const char *hostname;
+	int scratch_fd; /* out: the instance tmpfs (upper/ inside), O_RDONLY|O_DIRECTORY */
 };
 
 /* Build everything and pivot_root into it; on return "/" is the instance
  * root (read-only), the old root is gone, and cwd is "/". */
-int mounts_setup(const struct mount_spec *s, slate_error_t *err);
+int mounts_setup(struct mount_spec *s, slate_error_t *err);
 
 /* Pieces, exposed for the unit tests. Each resolves its target inside the
  * new root without following any symlink (openat2 RESOLVE_BENEATH |
