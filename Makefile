@@ -105,6 +105,10 @@ check-asan:
 valgrind: all unit-bins
 	@VALGRIND=1 tests/run.sh unit
 
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@examples/demo.sh
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BUILD)/slate-bundle $(BUILD)/slate $(DESTDIR)$(PREFIX)/bin/

@@ -58,7 +58,7 @@ static int parse_args(int argc, char **argv, struct build_opts *o)
 	uint64_t v;
 	int c;
 
-	optind = 1;
+	optind = 0; /* 0: glibc reinitialises its state (main parsed with "+") */
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
 		switch (c) {

@@ -23,7 +23,7 @@ int cmd_keygen(int argc, char **argv)
 	struct slate_key key;
 	int c;
 
-	optind = 1;
+	optind = 0; /* 0: glibc reinitialises its state (main parsed with "+") */
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
 		switch (c) {

@@ -43,7 +43,7 @@ int cmd_verify(int argc, char **argv)
 	int c, r = -1;
 
 	slate_limits_default(&lim);
-	optind = 1;
+	optind = 0; /* 0: glibc reinitialises its state (main parsed with "+") */
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {

@@ -63,10 +63,32 @@ static int load_health(const json_t *desc, const char *what, slate_error_t *err)
 	return 0;
 }
 
+/* "proxy_protocol": {"80": 8080}: connections that the host relays to
+ * port 80 go to 8080 instead, prefixed with a PROXY v1 line, so that the
+ * image's nginx sees the client's address. */
+static int load_proxy(const json_t *desc, const char *what, slate_error_t *err)
+{
+	json_t *p = json_object_get(desc, "proxy_protocol"), *v;
+	const char *key;
+
+	if (p == NULL)
+		return 0;
+	if (!json_is_object(p))
+		return slate_error_refuse(err, "%s: `proxy_protocol` must map ports to ports", what);
+	json_object_foreach (p, key, v) {
+		char *end = NULL;
+		long port = strtol(key, &end, 10);
+		if (*end != '\0' || port < 1 || port > 65535 || !json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > 65535)
+			return slate_error_refuse(err, "%s: `proxy_protocol` must map ports to ports", what);
+	}
+	return 0;
+}
+
 static int load_fields(struct image *img, slate_error_t *err)
 {
 	static const char *const keys[] = { "name",   "php",  "packages",  "paths",  "dirs",
-					    "rootfs", "user", "processes", "health", NULL };
+					    "rootfs", "user", "processes", "health", "proxy_protocol", NULL };
 	const char *what = img->desc_path, *rootfs = NULL;
 	json_t *d = img->desc;
 
@@ -78,6 +100,8 @@ static int load_fields(struct image *img, slate_error_t *err)
 	    slate_json_get_strv(d, "paths", false, &img->paths, what, err) < 0 ||
 	    slate_json_get_strv(d, "dirs", true, &img->dirs, what, err) < 0 || load_processes(d, what, err) < 0 ||
 	    load_health(d, what, err) < 0)
+		return -1;
+	if (load_proxy(d, what, err) < 0)
 		return -1;
 	img->packages = json_object_get(d, "packages");
 	if (!json_is_object(img->packages))
@@ -399,5 +423,7 @@ json_t *image_meta(const struct image *img)
 	json_object_set_new(meta, "user", json_string(img->user));
 	json_object_set(meta, "processes", json_object_get(img->desc, "processes"));
 	json_object_set(meta, "health", json_object_get(img->desc, "health"));
+	if (json_object_get(img->desc, "proxy_protocol"))
+		json_object_set(meta, "proxy_protocol", json_object_get(img->desc, "proxy_protocol"));
 	return meta;
 }

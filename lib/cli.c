@@ -31,7 +31,7 @@ int parse_json_flag(int argc, char **argv, const char *name, const char *usage, 
 					      { NULL, 0, NULL, 0 } };
 	int c;
 
-	optind = 1;
+	optind = 0; /* 0: glibc reinitialises its state (main parsed with "+") */
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {

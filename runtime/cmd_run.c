@@ -111,7 +111,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, slate_error_t *
 	};
 	int c;
 
-	optind = 1;
+	optind = 0; /* 0: glibc reinitialises its state (main parsed with "+") */
 	opterr = 0;
 	/* '+': options end at BUNDLE; what follows `--` is the command. */
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {

@@ -16,6 +16,24 @@ struct slate_ctx {
 };
 
 int cmd_run(struct slate_ctx *ctx, int argc, char **argv);
+int cmd_deploy(struct slate_ctx *ctx, int argc, char **argv);
+int cmd_redeploy(struct slate_ctx *ctx, int argc, char **argv);
+int cmd_rollback(struct slate_ctx *ctx, int argc, char **argv);
+int cmd_releases(struct slate_ctx *ctx, int argc, char **argv);
+int cmd_ps(struct slate_ctx *ctx, int argc, char **argv);
+int cmd_status(struct slate_ctx *ctx, int argc, char **argv);
+int cmd_logs(struct slate_ctx *ctx, int argc, char **argv);
+int cmd_stop(struct slate_ctx *ctx, int argc, char **argv);
+int cmd_start(struct slate_ctx *ctx, int argc, char **argv);
+int cmd_rm(struct slate_ctx *ctx, int argc, char **argv);
+int cmd_exec(struct slate_ctx *ctx, int argc, char **argv);
+int cmd_diff(struct slate_ctx *ctx, int argc, char **argv);
+int cmd_verify(struct slate_ctx *ctx, int argc, char **argv);
+int cmd_gc(struct slate_ctx *ctx, int argc, char **argv);
+int cmd_audit(struct slate_ctx *ctx, int argc, char **argv);
+int cmd_port(struct slate_ctx *ctx, int argc, char **argv);
+int cmd_connect(struct slate_ctx *ctx, int argc, char **argv);
+int cmd_monitor(struct slate_ctx *ctx, int argc, char **argv);
 
 /* --key PUB / --keys DIR handling shared by the commands that verify:
  * with neither, the default directory; an empty result is refused. */

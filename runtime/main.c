@@ -15,7 +15,7 @@
 #include "slate/util.h"
 #include "store.h"
 
-enum { NEEDS_ROOT = 1 };
+enum { NEEDS_ROOT = 1, HIDDEN = 2 };
 
 struct command {
 	const char *name;
@@ -26,6 +26,25 @@ struct command {
 
 static const struct command commands[] = {
 	{ "run", cmd_run, NEEDS_ROOT, "verify a bundle and run it (or a command in it) as an instance" },
+	{ "deploy", cmd_deploy, NEEDS_ROOT,
+	  "deploy a bundle to an app: new release, health check, zero-downtime switch" },
+	{ "redeploy", cmd_redeploy, NEEDS_ROOT, "a fresh instance of the current release (a clean slate)" },
+	{ "rollback", cmd_rollback, NEEDS_ROOT, "a new release with the previous (or a named) release's bundle" },
+	{ "releases", cmd_releases, NEEDS_ROOT, "list an app's releases" },
+	{ "ps", cmd_ps, NEEDS_ROOT, "list apps: state, release, bundle, uptime, restarts, ports" },
+	{ "status", cmd_status, NEEDS_ROOT, "one app's state" },
+	{ "logs", cmd_logs, NEEDS_ROOT, "an app's output, timestamped (-f to follow)" },
+	{ "exec", cmd_exec, NEEDS_ROOT, "run a command inside an app's live instance" },
+	{ "diff", cmd_diff, NEEDS_ROOT, "what an app's instance wrote since it started" },
+	{ "verify", cmd_verify, NEEDS_ROOT, "re-hash an app's lower layer against its signed manifest" },
+	{ "stop", cmd_stop, NEEDS_ROOT, "stop an app" },
+	{ "start", cmd_start, NEEDS_ROOT, "start a stopped app again" },
+	{ "rm", cmd_rm, NEEDS_ROOT, "stop and remove an app" },
+	{ "port", cmd_port, NEEDS_ROOT, "switch an app's published ports on or off" },
+	{ "connect", cmd_connect, NEEDS_ROOT, "switch an app's granted services on or off" },
+	{ "gc", cmd_gc, NEEDS_ROOT, "remove stored bundles no recent release uses" },
+	{ "audit", cmd_audit, NEEDS_ROOT, "show the audit log" },
+	{ "__monitor", cmd_monitor, NEEDS_ROOT | HIDDEN, "the per-app monitor (internal)" },
 };
 
 static const char usage[] = "slate [--root DIR] [--run-dir DIR] COMMAND [OPTIONS]";
@@ -34,7 +53,8 @@ static void help(FILE *out)
 {
 	fprintf(out, "usage: %s\n\ncommands:\n", usage);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+		if (!(commands[i].flags & HIDDEN))
+			fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
 	fputs("\nglobal options:\n"
 	      "  --root DIR     state and store (default " SLATE_DEFAULT_ROOT ")\n"
 	      "  --run-dir DIR  runtime sockets and locks (default " SLATE_DEFAULT_RUN_DIR ")\n\n"
@@ -112,7 +132,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "slate: `%s` needs root\n", cmd->name);
 			return SLATE_EXIT_USAGE;
 		}
-		if (cmd->flags & NEEDS_ROOT)
+		if ((cmd->flags & NEEDS_ROOT) && !(cmd->flags & HIDDEN))
 			cleanup_leftovers(&ctx);
 		return cmd->fn(&ctx, cargc, cargv);
 	}

@@ -62,6 +62,7 @@ static int make_userns(void)
 	if ((pid = fork()) < 0)
 		die("fork");
 	if (pid == 0) {
+		close(go[1]);
 		if (unshare(CLONE_NEWUSER) < 0 || write(ready[1], "r", 1) != 1)
 			_exit(1);
 		(void)!read(go[0], &c, 1);

@@ -6,6 +6,7 @@
 # slate command uses --root $ROOT, so the tests never touch /var/lib/slate.
 #
 #   run_setup                 build the test bundle (first case of a script)
+#   require_bundle            stop the script here if the setup failed
 #   slate_run OPTS... BUNDLE [-- CMD...]   slate run with the test key
 #   probe OPTS... -- ARGS...  slate run OPTS $SITE -- /usr/local/bin/probe ARGS
 #   slate_bg OUT OPTS...      slate run in the background, output to OUT;
@@ -47,9 +48,20 @@ run_setup() {
 	if [ -x "$SLATE_BUILD/tests/probe32" ]; then
 		install -m 0755 "$SLATE_BUILD/tests/probe32" "$IMAGE/rootfs/usr/local/bin/probe32"
 	fi &&
-	"$SLATE_BUNDLE" build "$SLATE_TOP/examples/craft-site" --image "$IMAGE" --key "$KEY" -o "$SITE" \
-		--repin >"$TEST_TMP/site.id" 2>"$TEST_TMP/build.err" &&
+	if ! "$SLATE_BUNDLE" build "$SLATE_TOP/examples/craft-site" --image "$IMAGE" --key "$KEY" -o "$SITE" \
+		--repin >"$TEST_TMP/site.id" 2>"$TEST_TMP/build.err"; then
+		cat "$TEST_TMP/build.err" >&2
+		rm -f "$SITE"
+		return 1
+	fi &&
 	grep -qxE '[0-9a-f]{64}' "$TEST_TMP/site.id"
+}
+
+# After the setup case: without the test bundle nothing else can run.
+require_bundle() {
+	[ -s "$SITE" ] && [ -x "$SLATE" ] && return 0
+	echo "# setup failed: the other cases of $(basename "$0") are not run"
+	test_done
 }
 
 have_probe32() { [ -x "$SLATE_BUILD/tests/probe32" ]; }
@@ -146,17 +158,24 @@ assert_pidns_empty() { # NS: within 5 s
 	return 1
 }
 
+# The entries of DIR that belong to instance NAME: NAME.PID or
+# NAME-SERIAL.PID (cgroups and scratch mount points are named so).
+instance_entries() { # DIR NAME
+	[ -d "$1" ] || return 0
+	ls -A "$1" | grep -E "^$2(-[0-9]+)?\.[0-9]+\$" | sed "s|^|$1/|" || true
+}
+
 # Processes in a cgroup of instance NAME (any controller), cgroup dirs and
 # scratch mount points of it: none may be left.
 assert_instance_gone() {
-	local name=$1 left
-	left=$(grep -lE ":/slate/$name\.[0-9]+(/|$)" /proc/[0-9]*/cgroup 2>/dev/null || true)
+	local name=$1 left d
+	left=$(grep -lE ":/slate/$name(-[0-9]+)?\.[0-9]+(/|\$)" /proc/[0-9]*/cgroup 2>/dev/null || true)
 	if [ -n "$left" ]; then echo "processes of $name left: $left" >&2; return 1; fi
-	left=$(ls -d "$CGROUP_ROOT"/*/slate/"$name".* "$CGROUP_ROOT"/slate/"$name".* 2>/dev/null || true)
+	left=$(for d in "$CGROUP_ROOT"/*/slate "$CGROUP_ROOT"/slate; do instance_entries "$d" "$name"; done)
 	if [ -n "$left" ]; then echo "cgroups of $name left: $left" >&2; return 1; fi
-	left=$(ls -d "$ROOT"/mnt/"$name".* 2>/dev/null || true)
+	left=$(instance_entries "$ROOT/mnt" "$name")
 	if [ -n "$left" ]; then echo "scratch dirs of $name left: $left" >&2; return 1; fi
-	if grep -q " $ROOT/mnt/$name\." /proc/self/mountinfo; then
+	if grep -qE " $ROOT/mnt/$name(-[0-9]+)?\." /proc/self/mountinfo; then
 		echo "mounts of $name left in the host's namespace" >&2
 		return 1
 	fi

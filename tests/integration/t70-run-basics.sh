@@ -9,6 +9,7 @@
 test_expect_success 'setup: the test bundle (example site + image with the probe)' '
 	run_setup
 '
+require_bundle
 
 test_expect_success 'CMD: no capability at all, no_new_privs, seccomp filter, uid 33 (www-data)' '
 	probe -- status >"$TEST_TMP/status" &&
@@ -86,6 +87,20 @@ test_expect_success 'host view of a CMD: own namespaces, host uid 1879048192+33,
 test_expect_success 'the CMD exit status is slate'"'"'s: probe exit 7 -> 7, exit 0 -> 0' '
 	probe -- exit 0 &&
 	test_must_fail --code 7 probe -- exit 7
+'
+
+test_expect_success 'a CMD that exits at once, 100 runs in a row: every run exits 0 (no start-up race)' '
+	fails=0
+	for i in $(seq 100); do
+		rc=0
+		probe -- exit 0 2>>"$TEST_TMP/quick.err" || rc=$?
+		if [ "$rc" -ne 0 ]; then fails=$((fails + 1)); echo "run $i: exit $rc" >>"$TEST_TMP/quick.err"; fi
+	done
+	if [ "$fails" -ne 0 ]; then
+		echo "$fails of 100 runs failed:" >&2
+		sort "$TEST_TMP/quick.err" | uniq -c | sort -rn | head -n 5 >&2
+		exit 1
+	fi
 '
 
 test_expect_success 'a CMD killed by SIGTERM -> 143 (128+15)' '

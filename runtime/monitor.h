@@ -1,0 +1,28 @@
+/* slate: the per-app monitor (like conmon): one small process per running
+ * app that owns its instance(s), restarts a dead instance with exponential
+ * backoff, writes the logs, owns the published ports and the granted
+ * services, switches releases with zero downtime, and serves the CLI on
+ * RUN/<app>/monitor.sock. Started detached by `slate deploy` / `start`. */
+#ifndef SLATE_RUNTIME_MONITOR_H
+#define SLATE_RUNTIME_MONITOR_H
+
+#include "commands.h"
+
+#define MONITOR_DRAIN_SECONDS 30
+#define MONITOR_BACKOFF_MAX 60.0
+#define MONITOR_HEALTH_TIMEOUT 30
+#define LOG_MAX_BYTES (10ull << 20)
+#define LOG_KEEP 3
+
+/* Start the monitor of app in the background (double fork, new session,
+ * stdio to /dev/null) and wait until its socket answers. No-op when one is
+ * alive. */
+int monitor_spawn(const struct slate_ctx *ctx, const char *app, slate_error_t *err);
+/* Is the app's monitor alive (its lock held)? */
+bool monitor_alive(const struct slate_ctx *ctx, const char *app);
+/* Check a -p ([HOSTIP:]HOSTPORT:PORT) or --connect ([IP:]PORT=HOST:HOSTPORT) spec. */
+int monitor_check_spec(const char *s, slate_error_t *err);
+/* The monitor's main (the hidden command `slate __monitor APP`). */
+int monitor_main(struct slate_ctx *ctx, const char *app);
+
+#endif
