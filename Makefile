@@ -37,8 +37,8 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 BUNDLER_OBJ := $(BUNDLER_SRC:%.c=$(BUILD)/%.o)
 RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/%.o) $(RUNTIME_ASM:%.S=$(BUILD)/%.o)
 # Unit tests link the bundler's objects (but not its main) too.
-BUNDLER_LIB_OBJ := $(filter-out $(BUILD)/bundler/main.o,$(BUNDLER_OBJ))
-RUNTIME_LIB_OBJ := $(filter-out $(BUILD)/runtime/main.o,$(RUNTIME_OBJ))
+BUNDLER_LIB_OBJ := $(filter-out $(BUILD)/bundler/main.o $(BUILD)/bundler/cmd_%.o,$(BUNDLER_OBJ))
+RUNTIME_LIB_OBJ := $(filter-out $(BUILD)/runtime/main.o $(BUILD)/runtime/cmd_%.o,$(RUNTIME_OBJ))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .DEFAULT_GOAL := all

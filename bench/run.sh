@@ -3,7 +3,8 @@
 # hyperfine run with the commands side by side:
 #   1. warm start of a trivial command (probe exit 0) on the same rootfs,
 #      the store copy of the test bundle: slate run (everything on) vs crun
-#      run without and with seccomp (slate's default profile in OCI form) vs
+#      run without and with seccomp (slate's default profile in OCI form, for
+#      x86_64 alone and for the three x86 ABIs as Docker lists them) vs
 #      bwrap (unshare-all, ro-bind root, tmpfs, slate's cached BPF) vs plain
 #      exec, plus the cost of the wrappers crun and bwrap need here;
 #   2. cold start: slate run with an empty store (on a tmpfs) vs
@@ -100,10 +101,13 @@ mount -t overlay slate-bench -o "lowerdir=$rootfs,upperdir=$work/crun-upper/uppe
 mounts+=("$work/crun/rootfs")
 (cd "$work/crun" && crun spec)
 python3 "$helpers/oci_seccomp.py" runtime/seccomp-default.json >"$work/oci-seccomp.json"
+python3 "$helpers/oci_seccomp.py" --all-arches runtime/seccomp-default.json >"$work/oci-seccomp-3.json"
 python3 "$helpers/crun_config.py" "$work/crun/config.json" "$work/crun/rootfs" /slate-bench-crun \
 	-- "$probe" exit 0 >"$work/crun/plain.json"
 python3 "$helpers/crun_config.py" "$work/crun/config.json" "$work/crun/rootfs" /slate-bench-crun \
 	"$work/oci-seccomp.json" -- "$probe" exit 0 >"$work/crun/seccomp.json"
+python3 "$helpers/crun_config.py" "$work/crun/config.json" "$work/crun/rootfs" /slate-bench-crun \
+	"$work/oci-seccomp-3.json" -- "$probe" exit 0 >"$work/crun/seccomp-3.json"
 python3 "$helpers/crun_config.py" "$work/crun/config.json" "$work/crun/rootfs" /slate-bench-crun \
 	"$work/oci-seccomp.json" -- "$probe" status >"$work/crun/status.json"
 # crun 1.8 refuses this machine's hybrid cgroups: hide the v2 hierarchy in a
@@ -125,6 +129,7 @@ hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/1-warm.json" \
 	-n "slate run" "$run $bundle -- $probe exit 0" \
 	-n "crun run, no seccomp" "$(crun_cmd "$work/crun/plain.json")" \
 	-n "crun run, seccomp" "$(crun_cmd "$work/crun/seccomp.json")" \
+	-n "crun run, seccomp, 3 ABIs" "$(crun_cmd "$work/crun/seccomp-3.json")" \
 	-n "crun's wrapper alone" "unshare -m --propagation private sh -c '$hide_unified && exec true'" \
 	-n "bwrap" "$bwrap_cmd" \
 	-n "bwrap's wrapper alone" "sh -c 'exec true 9<$bpf'" \

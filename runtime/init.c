@@ -176,7 +176,10 @@ static int setup_relay(struct relay *r)
  * processes and copies bytes). */
 static void init_drop(struct init_spec *s)
 {
-	struct identity self = { .uid = 0, .gid = 0, .keep_master_caps = false };
+	/* CAP_KILL (scoped to the instance's user namespace): init forwards
+	 * signals to a CMD that runs as www-data. */
+	static const cap_value_t kill_only[] = { CAP_KILL };
+	struct identity self = { .uid = 0, .gid = 0, .caps = kill_only, .ncaps = 1 };
 	slate_error_t err = { 0 };
 
 	if (privs_drop(&self, &err) < 0 || privs_not_dumpable(&err) < 0 ||

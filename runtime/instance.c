@@ -239,7 +239,8 @@ static int build_procs(struct setup *s, int rootfd, slate_error_t *err)
 				return slate_error_refuse(err, "image process without argv");
 			s->procs[i].name = json_string_value(json_object_get(p, "name"));
 			s->procs[i].argv = argv->v;
-			s->procs[i].id = (struct identity){ .uid = 0, .gid = 0, .keep_master_caps = true };
+			s->procs[i].id = (struct identity){ .uid = 0, .gid = 0, .caps = slate_master_caps,
+							     .ncaps = slate_master_ncaps };
 		}
 		s->init.n = json_array_size(procs);
 		s->init.relay_output = true;
@@ -350,6 +351,12 @@ static int start_child(struct instance *in, int sock, slate_error_t *err)
 
 	if (slate_cgroup_enter(&in->cg, in->pid, err) < 0)
 		return -1;
+	/* Before go: the setup waits for it, so its /proc entry is there (a
+	 * quick CMD could be gone by the time it says ready). */
+	ns = xasprintf("/proc/%d/ns/net", (int)in->pid);
+	in->netns_fd = open(ns, O_RDONLY | O_CLOEXEC);
+	if (in->netns_fd < 0)
+		return slate_error_sys(err, errno, "open `%s`", ns);
 	if (message(sock, &go) < 0)
 		return slate_error_sys(err, errno, "start the instance");
 	if (recv_fd(sock, &reply, &in->scratch_fd) != (ssize_t)sizeof(reply))
@@ -359,10 +366,6 @@ static int start_child(struct instance *in, int sock, slate_error_t *err)
 		*err = reply;
 		return slate_error_wrap(err, "instance setup");
 	}
-	ns = xasprintf("/proc/%d/ns/net", (int)in->pid);
-	in->netns_fd = open(ns, O_RDONLY | O_CLOEXEC);
-	if (in->netns_fd < 0)
-		return slate_error_sys(err, errno, "open `%s`", ns);
 	return 0;
 }
 

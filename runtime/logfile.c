@@ -509,42 +509,56 @@ static void tail_files_close(struct tail_file *v, size_t n)
 			close(v[i].fd);
 }
 
-static bool seen_inode(const struct tail_file *v, size_t n, const struct tail_file *f)
+/* Index of the file with f's inode in v, or n. */
+static size_t find_inode(const struct tail_file *v, size_t n, dev_t dev, ino_t ino)
 {
 	for (size_t i = 0; i < n; i++)
-		if (v[i].fd >= 0 && v[i].dev == f->dev && v[i].ino == f->ino)
-			return true;
-	return false;
+		if (v[i].fd >= 0 && v[i].dev == dev && v[i].ino == ino)
+			return i;
+	return n;
+}
+
+/* Open current.log.1, .2 ... (newest first) into v after the n already
+ * there, each inode once: a rotation while we open shifts the names, and
+ * an inode seen twice is the same file. */
+static int open_rotated(struct tail *t, struct tail_file **v, size_t *n, slate_error_t *err)
+{
+	cleanup_free int *idx = NULL;
+	size_t n_idx = 0;
+
+	if (list_rotated(t->dirfd, t->dir, &idx, &n_idx, err) < 0)
+		return -1;
+	*v = xrealloc(*v, (*n + n_idx + 1) * sizeof(**v));
+	for (size_t i = 0; i < n_idx; i++) {
+		cleanup_free char *name = rotated_name(idx[i]);
+		struct tail_file f;
+		if (open_log(t->dirfd, name, &f) < 0)
+			continue;
+		if (find_inode(*v, *n, f.dev, f.ino) < *n)
+			close(f.fd);
+		else
+			(*v)[(*n)++] = f;
+	}
+	return 0;
 }
 
 /* The first print: the last n lines, from the oldest file that has any. */
 static int print_history(struct tail *t, long n, slate_error_t *err)
 {
-	cleanup_free int *idx = NULL;
 	cleanup_free struct tail_file *files = NULL;
-	size_t n_idx = 0, n_files = 0, upto = 0;
+	size_t n_files = 0, upto = 0;
 	long need = n;
 	int r = 0;
 
 	t->cur.fd = -1;
 	if (open_log(t->dirfd, CURRENT, &t->cur) < 0 && errno != ENOENT)
 		return slate_error_sys(err, errno, "open `%s/" CURRENT "`", t->dir);
-	if (list_rotated(t->dirfd, t->dir, &idx, &n_idx, err) < 0)
-		return -1;
 	/* Newest first: current.log, then .1, .2 ...; a file that rotated
 	 * since we opened current.log is the same inode: skipped. */
-	files = xcalloc(n_idx + 1, sizeof(*files));
+	files = xcalloc(1, sizeof(*files));
 	files[n_files++] = t->cur;
-	for (size_t i = 0; i < n_idx; i++) {
-		cleanup_free char *name = rotated_name(idx[i]);
-		struct tail_file f;
-		if (open_log(t->dirfd, name, &f) < 0)
-			continue;
-		if (seen_inode(files, n_files, &f))
-			close(f.fd);
-		else
-			files[n_files++] = f;
-	}
+	if (open_rotated(t, &files, &n_files, err) < 0)
+		return -1;
 	/* files[0, upto) hold the last n lines. */
 	for (size_t i = 0; i < n_files && need != 0 && r == 0; i++) {
 		long found = 0;
@@ -570,14 +584,17 @@ static int print_history(struct tail *t, long n, slate_error_t *err)
 	return r;
 }
 
-/* current.log is another file now: print what the old one got last, the
- * files rotated in between (those newer than ours, oldest first), and
- * switch to the new current.log. */
+/* current.log is another file now: print what ours got last, then the
+ * rotated files between ours and the new current.log (oldest first), and
+ * switch to the new one. Files are told apart by inode, not by name:
+ * names shift with every rotation, even while we look. A file newer than
+ * the current.log we opened waits for the next poll. */
 static int follow_rotation(struct tail *t, slate_error_t *err)
 {
-	cleanup_free int *idx = NULL;
-	size_t n_idx = 0, newer = 0;
+	cleanup_free struct tail_file *files = NULL;
+	size_t n_files = 0, newest = 0, ours;
 	struct tail_file next;
+	int r = 0;
 
 	if (open_log(t->dirfd, CURRENT, &next) < 0)
 		return errno == ENOENT ? 0 : slate_error_sys(err, errno, "open `%s/" CURRENT "`", t->dir);
@@ -586,31 +603,22 @@ static int follow_rotation(struct tail *t, slate_error_t *err)
 		return 0;
 	}
 	if ((t->cur.fd >= 0 && drain(t->cur.fd, t->out, &t->last, err) < 0) ||
-	    list_rotated(t->dirfd, t->dir, &idx, &n_idx, err) < 0) {
+	    open_rotated(t, &files, &n_files, err) < 0) {
 		close(next.fd);
+		tail_files_close(files, n_files);
 		return -1;
 	}
-	/* Rotated files newer than ours: those before ours in .1, .2 ...
-	 * (all of them when ours is gone already; none when we had none). */
-	for (newer = 0; t->cur.fd >= 0 && newer < n_idx; newer++) {
-		cleanup_free char *name = rotated_name(idx[newer]);
-		struct stat st;
-		if (fstatat(t->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == t->cur.dev &&
-		    st.st_ino == t->cur.ino)
-			break;
-	}
-	for (size_t i = newer; i-- > 0;) {
-		cleanup_free char *name = rotated_name(idx[i]);
-		struct tail_file f;
-		int r;
-		if (open_log(t->dirfd, name, &f) < 0)
-			continue;
-		r = drain(f.fd, t->out, &t->last, err);
-		close(f.fd);
-		if (r < 0) {
-			close(next.fd);
-			return -1;
-		}
+	/* files: newest first. Between next (if it rotated already) and ours
+	 * (all older ones are gone when ours is; none when we had none). */
+	ours = t->cur.fd >= 0 ? find_inode(files, n_files, t->cur.dev, t->cur.ino) : 0;
+	newest = find_inode(files, n_files, next.dev, next.ino);
+	newest = newest < n_files ? newest + 1 : 0;
+	for (size_t i = ours; r == 0 && i-- > newest;)
+		r = drain(files[i].fd, t->out, &t->last, err);
+	tail_files_close(files, n_files);
+	if (r < 0) {
+		close(next.fd);
+		return -1;
 	}
 	if (t->cur.fd >= 0)
 		close(t->cur.fd);

@@ -111,8 +111,10 @@ static int setup_overlay(const struct mount_spec *s, slate_error_t *err)
 {
 	cleanup_free char *lower = xasprintf("%s/lower", s->scratch);
 	cleanup_free char *root = xasprintf("%s/root", s->scratch);
-	cleanup_free char *opts = xasprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, s->scratch,
-					    s->scratch);
+	/* No redirects, no metacopy: the upper holds plain copies, which is
+	 * what `slate diff` decodes (it refuses redirects). */
+	cleanup_free char *opts = xasprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work,redirect_dir=off,metacopy=off",
+					    lower, s->scratch, s->scratch);
 
 	if (syscall(SYS_move_mount, s->lower_fd, "", AT_FDCWD, lower, MOVE_MOUNT_F_EMPTY_PATH) < 0)
 		return slate_error_sys(err, errno, "attach the store copy");

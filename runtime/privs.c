@@ -28,10 +28,8 @@ int privs_enter_userns(int userns_fd, slate_error_t *err)
 
 static bool keep(const struct identity *id, cap_value_t c)
 {
-	if (!id->keep_master_caps)
-		return false;
-	for (int i = 0; i < slate_master_ncaps; i++)
-		if (slate_master_caps[i] == c)
+	for (int i = 0; i < id->ncaps; i++)
+		if (id->caps[i] == c)
 			return true;
 	return false;
 }
@@ -56,9 +54,8 @@ static int set_caps(const struct identity *id, slate_error_t *err)
 
 	if (caps == NULL)
 		return slate_error_sys(err, errno, "cap_init");
-	if (id->keep_master_caps &&
-	    (cap_set_flag(caps, CAP_PERMITTED, slate_master_ncaps, slate_master_caps, CAP_SET) < 0 ||
-	     cap_set_flag(caps, CAP_EFFECTIVE, slate_master_ncaps, slate_master_caps, CAP_SET) < 0))
+	if (id->ncaps > 0 && (cap_set_flag(caps, CAP_PERMITTED, id->ncaps, id->caps, CAP_SET) < 0 ||
+			      cap_set_flag(caps, CAP_EFFECTIVE, id->ncaps, id->caps, CAP_SET) < 0))
 		r = slate_error_sys(err, errno, "cap_set_flag");
 	if (r == 0 && cap_set_proc(caps) < 0)
 		r = slate_error_sys(err, errno, "set capabilities");
@@ -103,7 +100,7 @@ int privs_drop(const struct identity *id, slate_error_t *err)
 	if (drop_bounding(id, err) < 0)
 		return -1;
 	/* Keep the permitted set across setresuid only if we keep caps at all. */
-	if (prctl(PR_SET_KEEPCAPS, id->keep_master_caps ? 1 : 0, 0, 0, 0) < 0)
+	if (prctl(PR_SET_KEEPCAPS, id->ncaps > 0 ? 1 : 0, 0, 0, 0) < 0)
 		return slate_error_sys(err, errno, "PR_SET_KEEPCAPS");
 	if (setgroups(1, groups) < 0)
 		return slate_error_sys(err, errno, "setgroups");

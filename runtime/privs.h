@@ -19,7 +19,8 @@ extern const int slate_master_ncaps;
 struct identity {
 	uid_t uid; /* inside the user namespace */
 	gid_t gid;
-	bool keep_master_caps; /* false: no capability at all */
+	const cap_value_t *caps; /* the only capabilities kept (NULL, 0: none at all) */
+	int ncaps;
 };
 
 /* Join the instance's user namespace as its root (uid 0 inside, the

@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
@@ -238,8 +239,10 @@ static int pipe_open(int fds[2], slate_error_t *err)
 	return 0;
 }
 
-/* Non-blocking, and no Nagle delay: the relay forwards what it got at once,
- * and Nagle against the peer's delayed ACK would stall small exchanges. */
+/* Non-blocking; no Nagle delay (the relay forwards what it got at once,
+ * and Nagle against the peer's delayed ACK would stall small exchanges);
+ * TCP urgent data inline, so that it is relayed like any byte (see
+ * pump_read). */
 static int socket_prepare(int fd, slate_error_t *err)
 {
 	int fl = fcntl(fd, F_GETFL), one = 1;
@@ -249,6 +252,9 @@ static int socket_prepare(int fd, slate_error_t *err)
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 && errno != EOPNOTSUPP &&
 	    errno != ENOPROTOOPT)
 		return slate_error_sys(err, errno, "relay: TCP_NODELAY");
+	if (setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one)) < 0 && errno != EOPNOTSUPP &&
+	    errno != ENOPROTOOPT)
+		return slate_error_sys(err, errno, "relay: SO_OOBINLINE");
 	return 0;
 }
 
@@ -324,12 +330,13 @@ void relay_set_limit(struct relay *r, size_t max)
 	r->max = max;
 }
 
+/* Out of the epoll set before the close: a copy of the fd in a child that
+ * has not exec'd yet would keep it registered. */
 static void pair_drop(struct relay *r, struct relay_pair *p)
 {
 	for (int s = 0; s < 2; s++)
 		if (p->armed[s] != 0)
-			(void)epoll_ctl(r->epfd, EPOLL_CTL_DEL, p->fd[s],
-					NULL); /* a dup elsewhere would keep it armed */
+			(void)epoll_ctl(r->epfd, EPOLL_CTL_DEL, p->fd[s], NULL);
 	r->slots[p->slot] = NULL;
 	r->open--;
 	pair_free(p);
@@ -438,6 +445,26 @@ static void dir_finish(struct relay_pair *p, int s)
 	p->dir[s].done = true;
 }
 
+/* fd[s] -> the (empty) pipe. splice stops at TCP urgent data: it answers
+ * EAGAIN although the socket is readable, or 0 (EOF) once the peer's FIN
+ * is in, so one MSG_OOB byte would wedge a connection or cut its data
+ * short. recv takes that byte inline (and what follows, up to PIPE_BUF,
+ * which a write to the empty pipe takes whole) and tells a real EOF from
+ * the mark; then splice goes on. On a dry socket or at EOF it is one more
+ * system call. */
+static ssize_t pump_read(int src, int pipe_w)
+{
+	char buf[PIPE_BUF];
+	ssize_t n = splice(src, NULL, pipe_w, NULL, RELAY_PIPE_SIZE, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+
+	if (n > 0 || (n < 0 && errno != EAGAIN))
+		return n;
+	n = recv(src, buf, sizeof(buf), MSG_DONTWAIT);
+	if (n > 0 && write(pipe_w, buf, (size_t)n) != n)
+		return -1;
+	return n;
+}
+
 /* Move what is ready from fd[s] to fd[!s] until one side would block or the
  * round budget is spent (level-triggered epoll brings us back). The pipe is
  * filled only when empty, so EAGAIN from a read always means the socket is
@@ -461,7 +488,7 @@ static int pump(struct relay_pair *p, int s)
 			d->queued -= (size_t)n;
 			continue;
 		}
-		n = splice(src, NULL, d->pipe[1], NULL, RELAY_PIPE_SIZE, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		n = pump_read(src, d->pipe[1]);
 		if (n < 0)
 			return transient() ? 0 : -1;
 		if (n == 0)

@@ -2,7 +2,7 @@
 """Convert a slate seccomp profile (runtime/seccomp.h, docs/SECCOMP.md) to
 the OCI runtime spec's `linux.seccomp` object, for crun in bench/run.sh.
 
-    oci_seccomp.py PROFILE.json > seccomp.json
+    oci_seccomp.py [--all-arches] PROFILE.json > seccomp.json
 
 The same rules, in the form OCI runtimes understand:
 - default: SCMP_ACT_ERRNO with defaultErrnoRet (EPERM = 1), as in slate;
@@ -16,6 +16,9 @@ The same rules, in the form OCI runtimes understand:
 - architectures: x86_64 only. slate puts x32 and i386 in the filter and
   refuses every syscall through them; OCI cannot refuse an ABI as a whole,
   and libseccomp's bad-architecture action (kill) refuses them too.
+  With --all-arches: x86_64, x86 and x32 with the rules applied to each, as
+  Docker's default profile lists them (a filter three times the size, and
+  what OCI runtimes usually compile).
   "refuse" needs nothing: those syscalls get the default action.
 """
 import errno
@@ -95,10 +98,11 @@ def arg_sets(rule):
     return [fixed + a for a in alts]
 
 
-def convert(profile):
+def convert(profile, all_arches):
     d = profile["default"]
+    arches = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"] if all_arches else ["SCMP_ARCH_X86_64"]
     out = {"defaultAction": "SCMP_ACT_ERRNO" if d["action"] == "errno" else action(d)["action"],
-           "architectures": ["SCMP_ARCH_X86_64"], "syscalls": []}
+           "architectures": arches, "syscalls": []}
     if d["action"] == "errno":
         out["defaultErrnoRet"] = errno_of(d)
     for rule in profile["rules"]:
@@ -111,6 +115,7 @@ def convert(profile):
 
 
 if __name__ == "__main__":
-    with open(sys.argv[1]) as f:
-        json.dump(convert(json.load(f)), sys.stdout, indent=1)
+    all_arches = sys.argv[1:2] == ["--all-arches"]
+    with open(sys.argv[-1]) as f:
+        json.dump(convert(json.load(f), all_arches), sys.stdout, indent=1)
     sys.stdout.write("\n")

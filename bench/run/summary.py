@@ -54,7 +54,8 @@ def main(work, out):
     crun_wrap = ms(w["crun's wrapper alone"]) - plain
     bwrap_wrap = ms(w["bwrap's wrapper alone"]) - plain
     crun0, crun1 = ms(w["crun run, no seccomp"]), ms(w["crun run, seccomp"])
-    crun0_net, crun1_net = crun0 - crun_wrap, crun1 - crun_wrap
+    crun3 = ms(w["crun run, seccomp, 3 ABIs"])
+    crun0_net, crun1_net, crun3_net = crun0 - crun_wrap, crun1 - crun_wrap, crun3 - crun_wrap
     bwrap_net = ms(w["bwrap"]) - bwrap_wrap
     cold, tar, warm = ms(c["slate run, empty store"]), ms(c["tar -I zstd -xf"]), ms(c["slate run, bundle in store"])
     sdef, sall = ms(s["slate run, default profile"]), ms(s["slate run, allow-all profile"])
@@ -64,13 +65,15 @@ def main(work, out):
 
     ratios = [
         ("warm start: slate / crun without seccomp", slate / crun0, 1.0),
-        ("warm start: slate / crun with seccomp", slate / crun1, 0.3),
+        ("warm start: slate / crun with seccomp (x86_64 rules)", slate / crun1, 0.3),
+        ("warm start: slate / crun with seccomp (rules on the 3 x86 ABIs, as Docker's profile)", slate / crun3, 0.3),
         ("cold start: slate (empty store) / tar -I zstd -xf", cold / tar, 1.1),
     ]
     notes = [
         f"crun's wrapper (unshare -m, sh, mount of a tmpfs) costs {crun_wrap:.2f} ms over a plain exec; "
-        f"without it crun takes about {crun0_net:.2f} ms (no seccomp) and {crun1_net:.2f} ms (seccomp): "
-        f"slate / crun net of the wrapper = {slate / crun0_net:.2f} and {slate / crun1_net:.2f}",
+        f"without it crun takes about {crun0_net:.2f} ms (no seccomp), {crun1_net:.2f} ms (seccomp) and "
+        f"{crun3_net:.2f} ms (seccomp, 3 ABIs): slate / crun net of the wrapper = {slate / crun0_net:.2f}, "
+        f"{slate / crun1_net:.2f} and {slate / crun3_net:.2f}",
         f"bwrap's wrapper (sh opening the filter on fd 9) costs {bwrap_wrap:.2f} ms; bwrap net of it "
         f"{bwrap_net:.2f} ms, slate / bwrap = {slate / bwrap_net:.2f}",
         f"cold start without the instance start (cold - warm): {cold - warm:.1f} ms, "

@@ -66,8 +66,16 @@ test_expect_success 'host view of a CMD: own namespaces, host uid 1879048192+33,
 	grep -qP "^NSpid:\t$cmd\t2$" /proc/$cmd/status
 	grep -qP "^Uid:\t$INSTANCE_UID\t$INSTANCE_UID\t$INSTANCE_UID\t$INSTANCE_UID$" /proc/$init/status
 	grep -qP "^NSpid:\t$init\t1$" /proc/$init/status
+	# The CMD: nothing. Init: CAP_KILL only (0x20, scoped to the instance
+	# user namespace), to forward signals to a CMD that runs as www-data.
 	for p in $init $cmd; do
-		for k in CapInh CapPrm CapEff CapBnd CapAmb; do
+		want=0000000000000000
+		[ "$p" = "$init" ] && want=0000000000000020
+		for k in CapPrm CapEff CapBnd; do
+			grep -qP "^$k:\t$want$" /proc/$p/status ||
+				{ echo "pid $p: $k not $want" >&2; grep ^Cap /proc/$p/status >&2; exit 1; }
+		done
+		for k in CapInh CapAmb; do
 			grep -qP "^$k:\t0000000000000000$" /proc/$p/status ||
 				{ echo "pid $p: $k not 0" >&2; grep ^Cap /proc/$p/status >&2; exit 1; }
 		done

@@ -81,8 +81,9 @@ test_expect_success 'host view: masters as instance root with the masters'"'"' c
 	trap bg_stop_all EXIT
 	start_web web3
 	pidns=$(readlink /proc/$INIT/ns/pid)
-	grep -qP "^CapEff:\t0000000000000000$" /proc/$INIT/status
-	grep -qP "^CapBnd:\t0000000000000000$" /proc/$INIT/status
+	# init: CAP_KILL only (signal forwarding inside the instance namespace)
+	grep -qP "^CapEff:\t0000000000000020$" /proc/$INIT/status
+	grep -qP "^CapBnd:\t0000000000000020$" /proc/$INIT/status
 	grep -qP "^Seccomp:\t2$" /proc/$INIT/status
 	masters=$(pgrep -P "$INIT")
 	test "$(echo "$masters" | wc -l)" -eq 2

@@ -979,6 +979,62 @@ static void test_relay_stalled_reader_idles(void **state)
 	harness_close(&h);
 }
 
+/* Read exactly want's length from fd within 5 s, the relay running; then, if eof, expect EOF. */
+static void expect_bytes(struct harness *h, int fd, const char *want, bool eof, int *events)
+{
+	char buf[32] = { 0 };
+	size_t got = 0, len = strlen(want);
+	long long end = now_ms() + budget_ms(5000);
+
+	while ((got < len || eof) && now_ms() < end) {
+		struct pollfd pfd[2] = { { .fd = fd, .events = POLLIN },
+					 { .fd = relay_epoll_fd(h->r), .events = POLLIN } };
+		ssize_t n;
+		if (poll(pfd, 2, 20) <= 0)
+			continue;
+		if (pfd[1].revents)
+			*events += relay_dispatch(h->r, 0);
+		if (!pfd[0].revents)
+			continue;
+		n = recv(fd, buf + got, sizeof(buf) - 1 - got, MSG_DONTWAIT);
+		if (n == 0 && eof)
+			eof = false; /* seen */
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	assert_string_equal(buf, want);
+	assert_false(eof);
+}
+
+/* TCP urgent data: splice stops at the urgent mark (EAGAIN while epoll
+ * says readable; 0 once the FIN is in). The relay must neither spin, nor
+ * stall, nor take the mark for EOF: the byte goes through inline, in order. */
+static void test_relay_urgent_data(void **state)
+{
+	struct harness h;
+	int fd, events = 0;
+
+	(void)state;
+	need_root();
+	harness_open(&h, false);
+	fd = connect_local(h.lport);
+	assert_true(fd >= 0);
+	assert_true(roundtrip(&h, fd, "a"));
+	assert_int_equal(send(fd, "b", 1, MSG_OOB), 1);
+	assert_int_equal(send(fd, "cd", 2, 0), 2);
+	expect_bytes(&h, fd, "bcd", false, &events);
+	assert_int_equal(send(fd, "e", 1, MSG_OOB), 1); /* and with the FIN right behind */
+	assert_int_equal(send(fd, "fg", 2, 0), 2);
+	assert_int_equal(shutdown(fd, SHUT_WR), 0);
+	expect_bytes(&h, fd, "efg", true, &events);
+	if (events > 50)
+		fail_msg("%d relay events for 6 bytes: the relay spins on urgent data", events);
+	close(fd);
+	harness_until_count(&h, -1, 0, budget_ms(5000));
+	harness_close(&h);
+}
+
 /* Upstream refuses: the pair goes, the client sees its connection end. */
 static void test_relay_upstream_refused(void **state)
 {
@@ -1244,6 +1300,7 @@ int main(void)
 		cmocka_unit_test(test_relay_close_tag),
 		cmocka_unit_test(test_relay_limit),
 		cmocka_unit_test(test_relay_stalled_reader_idles),
+		cmocka_unit_test(test_relay_urgent_data),
 		cmocka_unit_test(test_relay_upstream_refused),
 		cmocka_unit_test(test_proxy_v1_ipv4),
 		cmocka_unit_test(test_proxy_v1_ipv6),
