@@ -77,3 +77,13 @@ test_done() {
 	[ "$test_failed" -eq 0 ]
 	exit $?
 }
+
+# slate's instances need user namespaces, which the kernel refuses inside a
+# chroot (and on hosts that disable them). There the runtime tests cannot
+# run at all: say so, as a skip, instead of failing every case.
+require_user_namespaces() {
+	if ! unshare --user true 2>/dev/null; then
+		echo "skip - $(basename "$0" .sh): this machine cannot create user namespaces (a chroot, or user namespaces disabled): slate run needs them"
+		exit 0
+	fi
+}

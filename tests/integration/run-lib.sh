@@ -21,6 +21,8 @@
 #                             and content under the store copy
 #
 # Every background slate is stopped when the script ends, whatever failed.
+require_user_namespaces
+
 FIXTURES=$SLATE_TOP/tests/fixtures
 KEY=$TEST_TMP/test.key PUB=$TEST_TMP/test.key.pub
 IMAGE=$TEST_TMP/image SITE=$TEST_TMP/site.slate
