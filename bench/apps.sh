@@ -12,15 +12,14 @@
 #   sudo bench/apps.sh [RUNS]     (root; wrk, curl, jq, python3, nsenter,
 #                                 perf optional; run `make` first)
 # Environment: DUR (wrk seconds, default 10), ROUNDS (wrk rounds per side,
-# default 3), DOWNLOADS (runs per side, default 7), APPS (default 20),
-# LONG=0 to skip the keep-alive run past the drain timeout (about 40 s).
+# default 5), DOWNLOADS (runs per side, default 11), APPS (default 20),
+# LONG=0 to skip a slow download across a redeploy (past the drain timeout, about 35 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-top=$PWD
 runs=${1:-5}
 dur=${DUR:-10}
-rounds=${ROUNDS:-3}
-downloads=${DOWNLOADS:-7}
+rounds=${ROUNDS:-5}
+downloads=${DOWNLOADS:-11}
 napps=${APPS:-20}
 long=${LONG:-1}
 drain=$(sed -n 's/^#define MONITOR_DRAIN_SECONDS \([0-9]*\).*/\1/p' runtime/monitor.h)
@@ -35,10 +34,10 @@ for t in wrk curl jq python3 nsenter; do
 		exit 2
 	}
 done
-[ -x build/slate ] && [ -x build/slate-bundle ] || {
+if [ ! -x build/slate ] || [ ! -x build/slate-bundle ]; then
 	echo "bench/apps.sh: run make first" >&2
 	exit 2
-}
+fi
 
 WORK=$(mktemp -d /tmp/slate-bench-apps.XXXXXX)
 # A private copy of the binaries: a monitor re-executes /proc/self/exe, and a
@@ -82,15 +81,28 @@ running() { jq -r ".$2" "$WORK/run/$1/running.json"; } # app field
 cpu_ns() { cut -d' ' -f1 "/proc/$1/schedstat"; }       # time on CPU
 kb() { awk -v k="$2:" '$1 == k { print $2 }' "$1"; }    # /proc file, field -> kB
 median() { python3 -c 'import statistics, sys; v = [float(x) for x in sys.argv[1:]]; print(statistics.median(v) if v else "nan")' "$@"; }
-deploy() { # app bundle port [options]
+deploy_failures=()
+deploy() { # app bundle port [options]; a failure is reported, and tried once more
 	local app=$1 b=$2 port=$3
 	shift 3
 	apps+=("$app")
-	"${SLATE[@]}" deploy --key "$WORK/key.pub" "$app" "$b" -p "127.0.0.1:$port:80" "$@" >/dev/null
+	if ! "${SLATE[@]}" deploy --key "$WORK/key.pub" "$app" "$b" -p "127.0.0.1:$port:80" "$@" >/dev/null 2>"$WORK/deploy.err"; then
+		deploy_failures+=("$app: $(tr '\n' ' ' <"$WORK/deploy.err")")
+		echo "slate deploy $app failed: $(cat "$WORK/deploy.err"); once more" >&2
+		"${SLATE[@]}" deploy --key "$WORK/key.pub" "$app" "$b" -p "127.0.0.1:$port:80" "$@" >/dev/null
+	fi
 }
+rm_retries=0
 remove() { # app...
 	for a in "$@"; do
-		"${SLATE[@]}" rm "$a" >/dev/null
+		# `slate rm` can report "did not stop" when it checks the monitor's
+		# lock before the monitor, having replied, has exited: once more.
+		if ! "${SLATE[@]}" rm "$a" >/dev/null 2>"$WORK/rm.err"; then
+			echo "slate rm $a: $(cat "$WORK/rm.err"); again in 1 s" >&2
+			rm_retries=$((rm_retries + 1))
+			sleep 1
+			"${SLATE[@]}" rm "$a" >/dev/null
+		fi
 		for i in "${!apps[@]}"; do
 			[ "${apps[$i]}" != "$a" ] || unset 'apps[i]'
 		done
@@ -266,12 +278,13 @@ while read -r r an name; do
 	echo "| $r | $an | \`${name/#$WORK/WORK}\` |"
 done <<<"$smaps_lines"
 echo
-echo "The store: \`du -sh ROOT/store\` = $store_du, directories: $(echo "$store_ids" | sed 's/.*/`&`/' | paste -sd' ')" \
+echo "The store: \`du -sh ROOT/store\` = $store_du, directories: $(echo "$store_ids" | sed "s/.*/\`&\`/" | paste -sd' ')" \
 	"(one bundle). php-fpm8.2 of every instance's master, as mapped (\`/proc/PID/maps\` inode; overlayfs maps the" \
 	"lower file itself): $(echo "$fpm_inos" | awk '{printf "%s instances -> inode %s; ", $1, $2}')the store's file is inode" \
 	"$store_ino, so the $napps instances share one copy on disk and in the page cache."
 log "removing the $napps apps"
-remove $(for i in $(seq 0 $((napps - 1))); do printf 'm%02d ' "$i"; done)
+mapfile -t many < <(for i in $(seq 0 $((napps - 1))); do printf 'm%02d\n' "$i"; done)
+remove "${many[@]}"
 
 # ---- 1. redeploy ----
 log "redeploy: $runs timed redeploys of app 'rd' on 127.0.0.1:19000"
@@ -303,7 +316,7 @@ print(f"| **median** | **{statistics.median(sv):.0f}** | **{statistics.median(r[
 PY
 
 # Redeploy under wrk load: keep-alive (wrk's default), a new connection per
-# request, and keep-alive for longer than the monitor's drain timeout.
+# request.
 under_load() { # label wrk_seconds [wrk options]
 	local label=$1 d=$2
 	shift 2
@@ -325,7 +338,7 @@ under_load() { # label wrk_seconds [wrk options]
 	served=$(curl -s "$url" | sed -n 's/.*#\([0-9]*\) at.*/\1/p')
 	stopped=$([ -s "$stop_file" ] && echo "$((($(cat "$stop_file") - t0) / 1000000)) ms" || echo "still running")
 	read -r rps p99 n non2xx sc sr sw st < <(python3 "$WORK/wrkparse.py" "$WORK/wrk.load")
-	echo "| $label | $n | $rps | $p99 | $non2xx | $sc / $sr / $sw / $st | $((($t1 - t0) / 1000000)) | $stopped | $((served - 2)) |"
+	echo "| $label | $n | $rps | $p99 | $non2xx | $sc / $sr / $sw / $st | $(((t1 - t0) / 1000000)) | $stopped | $((served - 2)) |"
 	[ "$old" != "$new" ] || echo "bench/apps.sh: $label: the instance did not change" >&2
 	sleep 2
 }
@@ -339,10 +352,6 @@ echo "| wrk | requests | req/s | p99 [ms] | non-2xx | socket errors connect / re
 echo "|:---|---:|---:|---:|---:|:---|---:|---:|---:|"
 under_load "keep-alive, ${dur} s" "$dur"
 under_load "\`Connection: close\`, ${dur} s" "$dur" -H "Connection: close"
-if [ "$long" = 1 ]; then
-	log "keep-alive for longer than the drain timeout ($drain s)"
-	under_load "keep-alive, $((drain + 8)) s (past the ${drain} s drain)" $((drain + 8))
-fi
 remove rd
 
 # ---- 2. published port vs direct ----
@@ -460,8 +469,34 @@ if command -v perf >/dev/null; then
 	perf report -i "$WORK/perf.data" --no-children --stdio --sort sym 2>/dev/null | grep -E '^ +[0-9.]+%' | head -20 || true
 	echo '```'
 fi
+if [ "$long" = 1 ]; then
+	# A transfer that outlives the drain: what happens to it at the deadline.
+	log "a slow 100 MiB download (2 MiB/s) across a redeploy (drain timeout $drain s)"
+	old=$(running px instance_pid)
+	curl -s --limit-rate 2M -o /dev/null -w '%{http_code} %{size_download} %{time_total} %{exitcode} %{errormsg}' \
+		http://127.0.0.1:19001/big.bin >"$WORK/slow.txt" 2>&1 &
+	c=$!
+	bg+=("$c")
+	sleep 2
+	t0=$(date +%s%N)
+	"${SLATE[@]}" redeploy px >/dev/null
+	t1=$(date +%s%N)
+	while kill -0 "$old" 2>/dev/null; do sleep 0.05; done
+	t2=$(date +%s%N)
+	wait "$c" || true
+	read -r code size total rc msg <"$WORK/slow.txt" || true # no newline at the end
+	echo
+	echo "A slow client across a redeploy: \`curl --limit-rate 2M\` of big.bin (50 s at that rate), \`slate redeploy px\`"
+	echo "2 s in ($(((t1 - t0) / 1000000)) ms). The old instance was stopped $(((t2 - t0) / 1000000)) ms after the redeploy's start;"
+	echo "curl got HTTP $code and $size of 104857600 bytes in $total s, exit code $rc${msg:+ ($msg)}."
+fi
 remove px
 
 echo
-echo "Load average at the end: $(loadavg)."
+echo "Load average at the end: $(loadavg). \`slate rm\` needed a second try $rm_retries times (\"the monitor of APP did not stop\")."
+echo
+echo "Failed deploys (each tried once more): ${#deploy_failures[@]}."
+for f in "${deploy_failures[@]}"; do
+	echo "- \`${f//$WORK/WORK}\`"
+done
 log "done"

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -608,6 +609,14 @@ int slate_cgroup_create_version(const char *root, int version, const char *name,
 		slate_cgroup_free(&new);
 		return slate_error_wrap(err, "cgroup `%s`", name);
 	}
+	/* The owner's mark: a shared flock on the directory, released when the
+	 * owner exits however it exits, and seen from any pid namespace
+	 * (cleanup takes it exclusively before removing anything). */
+	int lock = open(version == 2 ? new.path_v2 : new.path_pids, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (lock >= 0 && flock(lock, LOCK_SH | LOCK_NB) == 0)
+		new.lock_fd = lock + 1;
+	else if (lock >= 0)
+		close(lock);
 	*cg = new;
 	return 0;
 }
@@ -786,6 +795,8 @@ int slate_cgroup_destroy(struct slate_cgroup *cg, slate_error_t *err)
 
 void slate_cgroup_free(struct slate_cgroup *cg)
 {
+	if (cg->lock_fd > 0)
+		close(cg->lock_fd - 1);
 	free(cg->name);
 	free(cg->path_v2);
 	free(cg->path_memory);
@@ -843,12 +854,25 @@ static int stale_remove(const char *root, const char *name, bool *gone, slate_er
 /* Instances name their cgroup NAME.PID after the slate process that owns
  * it: while that process lives, the cgroup is not stale even when empty
  * (created, not yet entered), so cleanup never races a starting instance. */
-static bool owner_alive(const char *name)
+static bool owner_alive(const char *root, const char *name)
 {
 	const char *dot = strrchr(name, '.');
 	char *end = NULL;
 	long pid;
+	bool locked = false;
 
+	/* The owner's flock (see create): held means alive, in any pid namespace. */
+	for (int v = 1; v <= 2 && !locked; v++) {
+		cleanup_free char *dir = v == 2 ? xasprintf("%s/%s/%s", root, CG_PARENT, name)
+					       : xasprintf("%s/pids/%s/%s", root, CG_PARENT, name);
+		int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		locked = flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+		close(fd);
+	}
+	if (locked)
+		return true;
 	if (dot == NULL || dot[1] == '\0')
 		return false;
 	pid = strtol(dot + 1, &end, 10);
@@ -871,7 +895,7 @@ int slate_cgroup_cleanup_stale(const char *root, int *removed, slate_error_t *er
 	for (size_t i = 0; i < names.n; i++) {
 		slate_error_t e = { 0 };
 		bool gone = false;
-		if (owner_alive(names.v[i]))
+		if (owner_alive(root, names.v[i]))
 			continue;
 		if (stale_remove(root, names.v[i], &gone, &e) < 0 && r == 0) {
 			first = e;

@@ -43,6 +43,7 @@ struct slate_cgroup {
 	char *name;
 	char *path_v2; /* v2 */
 	char *path_memory, *path_pids, *path_cpu; /* v1 */
+	int lock_fd; /* +1: a shared flock on the (first) cgroup directory, held while the owner lives */
 };
 
 struct slate_cg_stats {

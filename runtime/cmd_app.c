@@ -216,9 +216,12 @@ int cmd_releases(struct slate_ctx *ctx, int argc, char **argv)
 	return 0;
 }
 
+/* The new value of an option, computed from the app's options under its lock. */
+typedef json_t *(*option_fn)(json_t *opts, const void *arg);
+
 /* Persist a change of the app's options (ports off, connects off, stopped). */
-static int update_options(const struct slate_ctx *ctx, const char *app, const char *key, json_t *value,
-			  slate_error_t *err)
+static int update_option_with(const struct slate_ctx *ctx, const char *app, const char *key, option_fn fn,
+			      const void *arg, slate_error_t *err)
 {
 	struct app_paths p;
 	json_t *a = NULL, *opts;
@@ -232,15 +235,68 @@ static int update_options(const struct slate_ctx *ctx, const char *app, const ch
 			opts = json_object();
 			json_object_set_new(a, "options", opts);
 		}
-		json_object_set(opts, key, value);
+		json_object_set_new(opts, key, fn(opts, arg));
 		r = app_save(p.app_json, a, err);
 	}
 	json_decref(a);
-	json_decref(value);
 	if (lock >= 0)
 		close(lock);
 	app_paths_free(&p);
 	return r;
+}
+
+static json_t *option_value(json_t *opts, const void *arg)
+{
+	(void)opts;
+	return json_incref((json_t *)arg);
+}
+
+static int update_options(const struct slate_ctx *ctx, const char *app, const char *key, json_t *value,
+			  slate_error_t *err)
+{
+	int r = update_option_with(ctx, app, key, option_value, value, err);
+
+	json_decref(value);
+	return r;
+}
+
+/* The host port of a published port "[HOSTIP:]HOSTPORT:PORT". */
+static json_int_t spec_host_port(const char *spec)
+{
+	const char *last = strrchr(spec, ':'), *p = last;
+
+	if (last == NULL)
+		return 0;
+	while (p > spec && p[-1] != ':')
+		p--;
+	return strtoll(p, NULL, 10);
+}
+
+struct port_switch {
+	bool on;
+	json_int_t port; /* 0: every published port */
+};
+
+/* The host ports that stay closed after `port APP on|off [HOSTPORT]`, by
+ * number, so that a restarted monitor (`start`, a reboot) keeps them closed. */
+static json_t *ports_off_after(json_t *opts, const void *arg)
+{
+	const struct port_switch *sw = arg;
+	json_t *off = json_array(), *v;
+	size_t i;
+
+	if (sw->port == 0) {
+		if (!sw->on)
+			json_array_foreach (json_object_get(opts, "ports"), i, v)
+				json_array_append_new(off, json_integer(spec_host_port(json_string_value(v) ?: "")));
+		return off;
+	}
+	json_array_foreach (json_object_get(opts, "ports_off"), i, v)
+		if (json_integer_value(v) != sw->port && json_integer_value(v) != 0)
+			json_array_append(off, v);
+	if (!sw->on)
+		json_array_append_new(off, json_integer(sw->port));
+	return off;
 }
 
 static int call_monitor(const struct slate_ctx *ctx, const char *app, json_t *req, int timeout_ms, slate_error_t *err)
@@ -254,6 +310,18 @@ static int call_monitor(const struct slate_ctx *ctx, const char *app, json_t *re
 	r = reply ? control_result(reply, err) : -1;
 	json_decref(reply);
 	app_paths_free(&p);
+	return r;
+}
+
+/* Ask the monitor to stop, then wait (at most 10 s) until it has exited:
+ * it answers before it releases its lock, and a `start` or `rm` right
+ * after must not see it alive. */
+static int stop_monitor(const struct slate_ctx *ctx, const char *app, slate_error_t *err)
+{
+	int r = call_monitor(ctx, app, json_pack("{s:s}", "cmd", "stop"), 60000, err);
+
+	for (int i = 0; i < 1000 && monitor_alive(ctx, app); i++)
+		usleep(10000);
 	return r;
 }
 
@@ -274,8 +342,7 @@ int cmd_stop(struct slate_ctx *ctx, int argc, char **argv)
 		return r;
 	if (require_app(ctx, app, &err) < 0 || update_options(ctx, app, "stopped", json_true(), &err) < 0)
 		return report(&err);
-	if (monitor_alive(ctx, app) && call_monitor(ctx, app, json_pack("{s:s}", "cmd", "stop"), 60000, &err) < 0 &&
-	    monitor_alive(ctx, app))
+	if (monitor_alive(ctx, app) && stop_monitor(ctx, app, &err) < 0 && monitor_alive(ctx, app))
 		return report(&err);
 	audit_log(ctx, "stop", app, 0, NULL, "ok");
 	return 0;
@@ -322,7 +389,7 @@ int cmd_rm(struct slate_ctx *ctx, int argc, char **argv)
 	if (require_app(ctx, app, &err) < 0)
 		return report(&err);
 	if (monitor_alive(ctx, app))
-		call_monitor(ctx, app, json_pack("{s:s}", "cmd", "stop"), 60000, &err);
+		stop_monitor(ctx, app, &err);
 	if (monitor_alive(ctx, app)) {
 		slate_error_fail(&err, "the monitor of `%s` did not stop", app);
 		return report(&err);
@@ -363,12 +430,8 @@ static int switch_command(struct slate_ctx *ctx, int argc, char **argv, bool is_
 	if (require_app(ctx, app, &err) < 0)
 		return report(&err);
 	if (is_port) {
-		json_t *off = json_array();
-		if (!on)
-			json_array_append_new(off, json_integer((json_int_t)port));
-		r = update_options(ctx, app, "ports_off", on ? json_array() : off, &err);
-		if (on)
-			json_decref(off);
+		struct port_switch sw = { .on = on, .port = (json_int_t)port };
+		r = update_option_with(ctx, app, "ports_off", ports_off_after, &sw, &err);
 	} else {
 		r = update_options(ctx, app, "connects_off", json_boolean(!on), &err);
 	}

@@ -14,6 +14,7 @@
 #   v2    templates/index.html says "Version two"         sequence 20
 #   bad   web/index.php dies with a PHP fatal error (500) sequence 30
 #   slow  v2 whose web/index.php sleeps 3 s per request   sequence 25
+#   v3    templates/index.html says "Version three"       sequence 40
 #
 #   sl ARGS...                 slate --root $ROOT --run-dir $RUN ARGS (bounded: 120 s)
 #   pick_ports N LO HI         N loopback ports in LO..HI that nothing listens on
@@ -29,13 +30,17 @@
 #   wait_gone PIDS...          wait (at most 5 s) until none of PIDS runs
 #   wait_children PID N        wait (at most 10 s) until PID has N children
 #   bg_start OUT CMD...        CMD in the background, output to OUT; sets BG_PID
-#   assert_no_leftovers MPID   no process, cgroup or scratch dir of the
-#                              monitor MPID (and its instances) is left
+#   assert_no_processes MPID [PIDS...]  the monitor MPID, PIDS and every
+#                              process in a cgroup of MPID's instances are gone
+#   assert_no_leftovers MPID [PIDS...]  and no cgroup, mount or scratch dir of
+#                              them is left
+require_user_namespaces
+
 FIXTURES=$SLATE_TOP/tests/fixtures
 KEY=$TEST_TMP/test.key PUB=$TEST_TMP/test.key.pub
 IMAGE=$TEST_TMP/image
 ROOT=$TEST_TMP/root RUN=$TEST_TMP/run
-V1=$TEST_TMP/v1.slate V2=$TEST_TMP/v2.slate BAD=$TEST_TMP/bad.slate SLOW=$TEST_TMP/slow.slate
+V1=$TEST_TMP/v1.slate V2=$TEST_TMP/v2.slate V3=$TEST_TMP/v3.slate BAD=$TEST_TMP/bad.slate SLOW=$TEST_TMP/slow.slate
 CGROUP_ROOT=/sys/fs/cgroup
 BG_PIDS=$TEST_TMP/.bg-pids
 export SOURCE_DATE_EPOCH=1700000000
@@ -130,7 +135,7 @@ build_bundle() { # SRC OUT SEQUENCE
 
 bundle_id() { cat "$1.id"; }
 
-apps_setup() { # NAMES...: v1 v2 bad slow
+apps_setup() { # NAMES...: v1 v2 bad slow v3
 	local what src
 	mkdir -p "$ROOT" &&
 	cp "$FIXTURES/test.key" "$FIXTURES/test.key.pub" "$TEST_TMP/" &&
@@ -151,6 +156,12 @@ apps_setup() { # NAMES...: v1 v2 bad slow
 			printf '<?php\nhttp_response_code(500);\ntrigger_error("slate test: broken release", E_USER_ERROR);\n' \
 				>"$src/web/index.php" &&
 			build_bundle "$src" "$BAD" 30 || return 1
+			;;
+		v3)
+			cp -a "$SLATE_TOP/examples/craft-site" "$src" &&
+			sed -i 's|<h1>{{ siteName }}</h1>|&\n  <p>Version three</p>|' "$src/templates/index.html" &&
+			grep -q "Version three" "$src/templates/index.html" &&
+			build_bundle "$src" "$V3" 40 || return 1
 			;;
 		slow)
 			cp -a "$SLATE_TOP/examples/craft-site" "$src" &&
@@ -178,8 +189,7 @@ require_bundles() {
 # ---- ports and HTTP ----
 
 port_free() {
-	! ss -Hltn "sport = :$1" | grep -q . &&
-		! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+	[ -z "$(ss -Hltn "sport = :$1")" ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 pick_ports() { # N LO HI
@@ -254,15 +264,25 @@ wait_children() { # PID N
 	return 1
 }
 
-# The monitor MPID is gone and with it its instances: no process in a
-# cgroup of it, no cgroup dir of it (named APP-SERIAL.MPID), no mount of
-# it in the host's namespace.
-assert_no_leftovers() { # MPID [PIDS...]
-	local mpid=$1 left d
-	shift
-	wait_gone "$mpid" "$@" || return 1
+# The monitor MPID is gone and with it its instances (PIDS, and any
+# process in a cgroup of it: they are named APP-SERIAL.MPID).
+assert_no_processes() { # MPID [PIDS...]
+	local mpid=$1 left
+	wait_gone "$@" || return 1
 	left=$(grep -lE ":/slate/[a-z0-9-]+-[0-9]+\.$mpid(/|\$)" /proc/[0-9]*/cgroup 2>/dev/null || true)
 	if [ -n "$left" ]; then echo "processes of monitor $mpid left: $left" >&2; return 1; fi
+	return 0
+}
+
+# ... and also no cgroup dir of it, no mount of it in the host's namespace,
+# no scratch dir of it.
+assert_no_leftovers() { # MPID [PIDS...]
+	local mpid=$1 left d
+	assert_no_processes "$@" || return 1
+	if ls -A "$ROOT/mnt" 2>/dev/null | grep -E "^[a-z0-9-]+-[0-9]+\.$mpid\$" >&2; then
+		echo "scratch dirs of monitor $mpid left in $ROOT/mnt" >&2
+		return 1
+	fi
 	for d in "$CGROUP_ROOT"/*/slate "$CGROUP_ROOT"/slate; do
 		[ -d "$d" ] || continue
 		left=$(ls -A "$d" | grep -E "^[a-z0-9-]+-[0-9]+\.$mpid\$" || true)

@@ -28,6 +28,13 @@ test_expect_success 'setup: bundles v1 (sequence 10) and v2 (sequence 20); a fre
 require_bundles "$V1" "$V2"
 PORT=$(head -1 "$TEST_TMP/ports")
 
+test_expect_success 'every app command has --help (exit 0, its usage on stdout)' '
+	for c in deploy redeploy rollback releases ps status logs exec diff verify stop start rm port connect gc audit; do
+		sl "$c" --help >"$TEST_TMP/help" 2>"$TEST_TMP/help.err"
+		grep -q "^usage: slate .*$c" "$TEST_TMP/help" || { echo "$c --help:" >&2; cat "$TEST_TMP/help" "$TEST_TMP/help.err" >&2; exit 1; }
+	done
+'
+
 test_expect_success 'deploy: release 1 printed; the page is served through the published port (PHP 8.2)' '
 	sl deploy --key "$PUB" "$APP" "$V1" -p "127.0.0.1:$PORT:80" >"$TEST_TMP/out"
 	test "$(cat "$TEST_TMP/out")" = 1
@@ -48,10 +55,10 @@ test_expect_success 'ps, status, releases and the state files tell: running, rel
 	test "$(pj "j[\"serving_release\"]" <"$TEST_TMP/me.json")" = 1
 	test "$(pj "j[\"bundle\"]" <"$TEST_TMP/me.json")" = "$id"
 	test "$(pj "j[\"restarts\"]" <"$TEST_TMP/me.json")" = 0
-	pj "j[\"ports\"]" <"$TEST_TMP/me.json" | grep -qF "127.0.0.1:$PORT->80"
+	pj "j[\"ports\"]" <"$TEST_TMP/me.json" | grep -F "127.0.0.1:$PORT->80" >/dev/null
 	sl ps >"$TEST_TMP/ps.txt"
 	grep -E "^$APP +running +1 +${id:0:12} " "$TEST_TMP/ps.txt"
-	sl status --json "$APP" | pj "j[\"state\"]" | grep -qx running
+	sl status --json "$APP" | pj "j[\"state\"]" | grep -x running >/dev/null
 	sl releases "$APP" >"$TEST_TMP/rel.txt"
 	grep -E "^\* 1 +${id:0:12} +10 +deploy " "$TEST_TMP/rel.txt"
 	test "$(release_count "$APP")" = 1
@@ -60,19 +67,18 @@ test_expect_success 'ps, status, releases and the state files tell: running, rel
 	test "$(pj "j[\"bundle\"]" <"$RUN/$APP/running.json")" = "$id"
 	test -S "$RUN/$APP/monitor.sock"
 	test "$(stat -c %a "$RUN")" = 700
-	pj "j[\"options\"][\"ports\"]" <"$ROOT/apps/$APP/app.json" | grep -qF "127.0.0.1:$PORT:80"
+	pj "j[\"options\"][\"ports\"]" <"$ROOT/apps/$APP/app.json" | grep -F "127.0.0.1:$PORT:80" >/dev/null
 '
 
 test_expect_success 'what the app writes to storage is in the instance and listed by diff' '
-	set -x
 	test "$(get "$PORT" "/?marker=t80-storage-mark")" = 200
 	php_in "$APP" "$READ_WEBLOG" >"$TEST_TMP/weblog"
 	grep -q "GET /?marker=t80-storage-mark 200" "$TEST_TMP/weblog"
-	php_in "$APP" "$WRITE_STORAGE" | grep -qx "int(24)"
-	php_in "$APP" "$READ_STORAGE" | grep -q "written by the instance"
+	php_in "$APP" "$WRITE_STORAGE" | grep -x "int(24)" >/dev/null
+	php_in "$APP" "$READ_STORAGE" | grep "written by the instance" >/dev/null
 	sl diff --json "$APP" >"$TEST_TMP/diff.json"
-	pj "[e[\"kind\"] for e in j if e[\"path\"] == \"/app/storage/logs/web.log\"]" <"$TEST_TMP/diff.json" | grep -qF "[\"added\"]"
-	pj "[e[\"size\"] for e in j if e[\"path\"] == \"/app/storage/note.txt\"]" <"$TEST_TMP/diff.json" | grep -qx "\[24\]"
+	pj "[e[\"kind\"] for e in j if e[\"path\"] == \"/app/storage/logs/web.log\"]" <"$TEST_TMP/diff.json" | grep -F "[\"added\"]" >/dev/null
+	pj "[e[\"size\"] for e in j if e[\"path\"] == \"/app/storage/note.txt\"]" <"$TEST_TMP/diff.json" | grep -x "\[24\]" >/dev/null
 	# Nothing of it reached the store.
 	test ! -e "$ROOT/store/$(bundle_id "$V1")/root/app/storage/logs/web.log"
 	test ! -e "$ROOT/store/$(bundle_id "$V1")/root/app/storage/note.txt"
@@ -124,7 +130,7 @@ test_expect_success 'redeploy: same release, fresh filesystem: storage writes an
 	grep -q "PHP 8\.2\." "$TEST_TMP/body"
 	php_in "$APP" "$READ_WEBLOG" >"$TEST_TMP/weblog"
 	assert_file_lacks_content "$TEST_TMP/weblog" "t80-storage-mark"
-	php_in "$APP" "$READ_STORAGE" | grep -qx "bool(false)"
+	php_in "$APP" "$READ_STORAGE" | grep -x "bool(false)" >/dev/null
 	sl diff "$APP" >"$TEST_TMP/diff.txt"
 	assert_file_lacks_content "$TEST_TMP/diff.txt" "cpresources/shell\.php|cpresources/hacked\.html|storage/note\.txt"
 	sl diff --json "$APP" >"$TEST_TMP/diff.json"
@@ -134,7 +140,7 @@ test_expect_success 'redeploy: same release, fresh filesystem: storage writes an
 	echo "GET /cpresources/shell.php -> $code"
 	case $code in 403|404) ;; *) exit 1 ;; esac
 	test "$(get "$PORT" /cpresources/hacked.html)" = 404
-	sl ps --json | pj "[a[\"state\"] for a in j if a[\"app\"] == \"$APP\"]" | grep -qF "[\"running\"]"
+	sl ps --json | pj "[a[\"state\"] for a in j if a[\"app\"] == \"$APP\"]" | grep -F "[\"running\"]" >/dev/null
 '
 
 test_expect_success 'deploy v2: release 2 serves "Version two"' '
@@ -163,7 +169,7 @@ test_expect_success 'rollback: release 3 (kind rollback) with the bundle of rele
 	test "$(grep -cE "^[ *] [0-9]+ " "$TEST_TMP/rel.txt")" = 3
 	grep -E "^\* 3 +$(bundle_id "$V1" | cut -c1-12) +10 +rollback " "$TEST_TMP/rel.txt"
 	grep -E "^  2 +$(bundle_id "$V2" | cut -c1-12) +20 +deploy " "$TEST_TMP/rel.txt"
-	sl ps --json | pj "[a[\"release\"] for a in j if a[\"app\"] == \"$APP\"]" | grep -qx "\[3\]"
+	sl ps --json | pj "[a[\"release\"] for a in j if a[\"app\"] == \"$APP\"]" | grep -x "\[3\]" >/dev/null
 '
 
 test_expect_success 'verify: 0 on the fresh store; a byte appended to a store file: 1, naming it' '
@@ -243,6 +249,15 @@ test_expect_success 'stop: the port closes, ps says stopped; start: served again
 	assert_file_lacks_content "$TEST_TMP/body" "Version two"
 	test "$(sl status --json "$APP" | pj "j[\"state\"]")" = running
 	test "$(sl status --json "$APP" | pj "j[\"serving_release\"]")" = 3
+'
+
+test_expect_success 'stop and start back to back (three times): the app serves after each start' '
+	for i in 1 2 3; do
+		sl stop "$APP"
+		sl start "$APP"
+		wait_http "$PORT"
+		test "$(sl status --json "$APP" | pj "j[\"state\"]")" = running
+	done
 '
 
 test_expect_success 'rm: the app, its monitor and instance are gone; the port refuses' '
