@@ -262,18 +262,18 @@ static int do_deploy(const struct slate_ctx *ctx, struct deploy_opts *o, const c
 				  : (json_int_t)json_array_size(json_object_get(releases, "releases")) + 1;
 	}
 	opts = merge_options(app, o);
-	json_object_set(app, "options", opts);
-	json_object_set_new(app, "name", json_string(o->app));
 	json_object_del(opts, "stopped");
-	if (app_save(p.app_json, app, err) < 0)
-		goto out;
-	if (ask_deploy(ctx, &p, o->app, s.id, *number, opts, o->timeout ? o->timeout : MONITOR_HEALTH_TIMEOUT, err) <
-	    0) {
+	if (ask_deploy(ctx, &p, o->app, s.id, *number, opts, o->timeout ? o->timeout : MONITOR_HEALTH_TIMEOUT, err) < 0) {
 		if (err->kind == SLATE_EXIT_REFUSED)
 			print_log_tail(&p);
 		goto out;
 	}
-	r = record_release(&p, releases, *number, &s, kind, err);
+	/* The options are the app's once its release serves with them. */
+	json_object_set(app, "options", opts);
+	json_object_set_new(app, "name", json_string(o->app));
+	r = app_save(p.app_json, app, err);
+	if (r == 0)
+		r = record_release(&p, releases, *number, &s, kind, err);
 out:
 	audit_log(ctx, kind, o->app, r == 0 ? *number : 0, s.id[0] ? s.id : NULL, r == 0 ? "ok" : err->msg);
 	json_decref(app);

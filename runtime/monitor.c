@@ -55,6 +55,7 @@ struct connect {
 
 struct gen {
 	unsigned id;
+	json_t *options; /* the app options it was started with */
 	json_int_t release;
 	struct slate_stored bundle;
 	struct instance_opts opts;
@@ -96,6 +97,7 @@ struct monitor {
 	unsigned next_id, restarts;
 	double backoff, restart_at;
 	json_int_t restart_release;
+	char *restart_bundle;
 	bool stopping;
 	int stop_client;
 };
@@ -211,8 +213,8 @@ static void close_ports(struct monitor *m)
 
 static int gen_env(struct monitor *m, struct gen *g, slate_error_t *err)
 {
-	const char *file = json_string_value(json_object_get(m->options, "env_file"));
-	json_t *envs = json_object_get(m->options, "env"), *v;
+	const char *file = json_string_value(json_object_get(g->options, "env_file"));
+	json_t *envs = json_object_get(g->options, "env"), *v;
 	size_t i;
 
 	if (file && env_add_file(&g->env, file, err) < 0)
@@ -226,7 +228,7 @@ static int gen_env(struct monitor *m, struct gen *g, slate_error_t *err)
 
 static void gen_opts(struct monitor *m, struct gen *g)
 {
-	json_t *o = m->options;
+	json_t *o = g->options;
 	uint64_t mem = (uint64_t)json_integer_value(json_object_get(o, "memory"));
 	uint64_t pids = (uint64_t)json_integer_value(json_object_get(o, "pids"));
 	uint64_t tmpfs = (uint64_t)json_integer_value(json_object_get(o, "tmpfs_size"));
@@ -255,6 +257,7 @@ static void gen_free(struct gen *g)
 		close(g->err);
 	slate_stored_free(&g->bundle);
 	slate_strv_free(&g->env);
+	json_decref(g->options);
 	free(g);
 }
 
@@ -281,7 +284,8 @@ static void close_connects(struct gen *g)
 	}
 }
 
-static struct gen *gen_start(struct monitor *m, const char *bundle_id, json_int_t release, slate_error_t *err)
+static struct gen *gen_start(struct monitor *m, const char *bundle_id, json_int_t release, json_t *options,
+			     slate_error_t *err)
 {
 	struct gen *g = xcalloc(1, sizeof(*g));
 	int out[2] = { -1, -1 }, errp[2] = { -1, -1 }, null = -1;
@@ -291,6 +295,7 @@ static struct gen *gen_start(struct monitor *m, const char *bundle_id, json_int_
 	for (int i = 0; i < MAX_PORTS; i++)
 		g->listen[i] = -1;
 	g->release = release;
+	g->options = json_incref(options);
 	g->id = ++m->next_id;
 	if (slate_store_load(m->ctx->root, bundle_id, &g->bundle, err) < 0 || gen_env(m, g, err) < 0)
 		goto fail;
@@ -491,6 +496,46 @@ static void health_tick(struct monitor *m)
 }
 
 /* New connections go to g from now on; the old generation drains. */
+static void free_network(struct monitor *m)
+{
+	close_ports(m);
+	for (size_t i = 0; i < m->nports; i++)
+		free(m->ports[i].host_ip);
+	for (size_t i = 0; i < m->nconnects; i++) {
+		free(m->connects[i].ip);
+		free(m->connects[i].host);
+	}
+	m->nports = m->nconnects = 0;
+}
+
+static bool same_key(json_t *a, json_t *b, const char *key)
+{
+	json_t *x = json_object_get(a, key), *y = json_object_get(b, key);
+
+	return (x == NULL && y == NULL) || (x && y && json_equal(x, y));
+}
+
+/* A deploy's options become the app's at the switch: published ports and
+ * granted services follow them (listeners kept when nothing changed). */
+static void apply_options(struct monitor *m, json_t *options)
+{
+	static const char *const net[] = { "ports", "ports_off", "connects", "connects_off" };
+	bool same = true;
+	slate_error_t e = { 0 };
+
+	if (options == NULL || options == m->options)
+		return;
+	for (size_t i = 0; i < sizeof(net) / sizeof(net[0]); i++)
+		same = same && same_key(m->options, options, net[i]);
+	json_decref(m->options);
+	m->options = json_incref(options);
+	if (same)
+		return;
+	free_network(m);
+	if (load_network(m, &e) < 0 || open_ports(m, &e) < 0)
+		note(m, "network: %s", e.msg);
+}
+
 static void switch_to(struct monitor *m, struct gen *g)
 {
 	struct gen *old = m->current;
@@ -504,6 +549,9 @@ static void switch_to(struct monitor *m, struct gen *g)
 	}
 	m->current = g;
 	m->backoff = 1;
+	apply_options(m, g->options);
+	close_connects(g);
+	open_connects(m, g);
 	note(m, "serving release %s", rel);
 	write_running(m);
 	json_object_set_new(r, "release", json_integer(g->release));
@@ -540,9 +588,7 @@ static void start_deploy(struct monitor *m, int client, json_t *req)
 		slate_error_fail(&e, bundle ? "another deploy is in progress" : "deploy without a bundle");
 		return reply(m, &client, control_error(&e));
 	}
-	json_decref(m->options);
-	m->options = json_incref(json_object_get(req, "options"));
-	g = gen_start(m, bundle, release, &e);
+	g = gen_start(m, bundle, release, json_object_get(req, "options"), &e);
 	if (g == NULL)
 		return reply(m, &client, control_error(&e));
 	gen_add(m, g);
@@ -743,7 +789,8 @@ static void on_exit_gen(struct monitor *m, struct gen *g)
 	cleanup_free char *id = xstrdup(g->bundle.id);
 	m->current = NULL;
 	gen_remove(m, g);
-	json_object_set_new(m->options, "restart_bundle", json_string(id));
+	free(m->restart_bundle);
+	m->restart_bundle = xstrdup(id);
 	write_running(m);
 }
 
@@ -766,14 +813,14 @@ static void reap(struct monitor *m)
 
 static void restart_tick(struct monitor *m)
 {
-	const char *id = json_string_value(json_object_get(m->options, "restart_bundle"));
+	const char *id = m->restart_bundle;
 	slate_error_t e = { 0 };
 	struct gen *g;
 
 	if (m->restart_at == 0 || now() < m->restart_at || m->stopping || id == NULL)
 		return;
 	m->restart_at = 0;
-	g = gen_start(m, id, m->restart_release, &e);
+	g = gen_start(m, id, m->restart_release, m->options, &e);
 	if (g == NULL) {
 		note(m, "restart failed: %s", e.msg);
 		m->restart_at = now() + m->backoff;
@@ -971,7 +1018,8 @@ static void resume(struct monitor *m)
 	const char *id = json_string_value(json_object_get(cur, "bundle"));
 
 	if (id && !json_is_true(json_object_get(m->options, "stopped"))) {
-		json_object_set_new(m->options, "restart_bundle", json_string(id));
+		free(m->restart_bundle);
+		m->restart_bundle = xstrdup(id);
 		m->restart_release = json_integer_value(json_object_get(cur, "number"));
 		m->restart_at = now();
 	}
