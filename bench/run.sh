@@ -7,6 +7,8 @@
 #      x86_64 alone and for the three x86 ABIs as Docker lists them) vs
 #      bwrap (unshare-all, ro-bind root, tmpfs, slate's cached BPF) vs plain
 #      exec, plus the cost of the wrappers crun and bwrap need here;
+#   1b. the same for slate and crun, each start 0.2 s after the last (the
+#      cgroup v1 attach cost that a tight loop hides);
 #   2. cold start: slate run with an empty store (on a tmpfs) vs
 #      tar -I zstd -xf of the same bundle into a tmpfs;
 #   3. seccomp's cost: probe syscall-loop under slate's default profile vs
@@ -134,6 +136,17 @@ hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/1-warm.json" \
 	-n "bwrap" "$bwrap_cmd" \
 	-n "bwrap's wrapper alone" "sh -c 'exec true 9<$bpf'" \
 	-n "plain exec" "$rootfs$probe exit 0"
+
+# The same spaced out: writing a pid to a v1 cgroup.procs takes the
+# cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period
+# (several ms at HZ=250) unless another writer just took it, as happens in
+# a tight loop of starts.
+echo
+echo "== 1b. warm start, each run 0.2 s after the previous one"
+hyperfine -N --warmup 1 --runs "$runs" --prepare "sleep 0.2" --export-json "$work/1b-spaced.json" \
+	-n "slate run" "$run $bundle -- $probe exit 0" \
+	-n "crun run, no seccomp" "$(crun_cmd "$work/crun/plain.json")" \
+	-n "crun run, seccomp" "$(crun_cmd "$work/crun/seccomp.json")"
 
 # ---- 2. cold start ----------------------------------------------------------
 echo

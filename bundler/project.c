@@ -296,14 +296,11 @@ static int walk_dir(struct walk *w, int dirfd, const char *host, const char *rel
 {
 	struct slate_strv names = { 0 };
 	struct dirent *d;
-	int dup = fcntl(dirfd, F_DUPFD_CLOEXEC, 0), r = 0;
-	DIR *dir = dup >= 0 ? fdopendir(dup) : NULL;
+	int r = 0;
+	DIR *dir = slate_opendir_fd(dirfd, host, err);
 
-	if (dir == NULL) {
-		if (dup >= 0)
-			close(dup);
-		return slate_error_sys(err, errno, "read directory `%s`", host);
-	}
+	if (dir == NULL)
+		return -1;
 	while ((d = readdir(dir)) != NULL)
 		if (strcmp(d->d_name, ".") != 0 && strcmp(d->d_name, "..") != 0)
 			slate_strv_push(&names, d->d_name);

@@ -108,16 +108,12 @@ static int remove_at(int dirfd, const char *name, int depth, slate_error_t *err)
 
 static int remove_children(int fd, int depth, slate_error_t *err)
 {
-	int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	DIR *d = dup >= 0 ? fdopendir(dup) : NULL;
+	DIR *d = slate_opendir_fd(fd, "to remove", err);
 	struct dirent *de;
 	int r = 0;
 
-	if (d == NULL) {
-		if (dup >= 0)
-			close(dup);
-		return slate_error_sys(err, errno, "read directory to remove");
-	}
+	if (d == NULL)
+		return -1;
 	while (r == 0 && (de = readdir(d)) != NULL)
 		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
 			r = remove_at(fd, de->d_name, depth + 1, err);

@@ -1,4 +1,5 @@
 /* slate: small shared helpers (see include/slate/util.h). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -351,4 +352,17 @@ const char *slate_human_bytes(unsigned long long n, char *buf, size_t len)
 	else
 		snprintf(buf, len, "%.1f %s", v, units[u]);
 	return buf;
+}
+
+DIR *slate_opendir_fd(int fd, const char *what, slate_error_t *err)
+{
+	int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	DIR *d = dup >= 0 ? fdopendir(dup) : NULL;
+
+	if (d == NULL) {
+		slate_error_sys(err, errno, "read directory %s", what);
+		if (dup >= 0)
+			close(dup);
+	}
+	return d;
 }

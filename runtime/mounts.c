@@ -129,16 +129,12 @@ static int chown_tree(int fd, uid_t uid, gid_t gid, int depth, slate_error_t *er
 
 static int chown_children(int fd, uid_t uid, gid_t gid, int depth, slate_error_t *err)
 {
-	int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	DIR *d = dup >= 0 ? fdopendir(dup) : NULL;
+	DIR *d = slate_opendir_fd(fd, "(writable)", err);
 	struct dirent *de;
 	int r = 0;
 
-	if (d == NULL) {
-		if (dup >= 0)
-			close(dup);
-		return slate_error_sys(err, errno, "read a writable directory");
-	}
+	if (d == NULL)
+		return -1;
 	while (r == 0 && (de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;

@@ -4,6 +4,7 @@
 #ifndef SLATE_UTIL_H
 #define SLATE_UTIL_H
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -72,6 +73,9 @@ int slate_atomic_open(struct slate_atomic *a, const char *path, mode_t mode, sla
 int slate_atomic_commit(struct slate_atomic *a, slate_error_t *err);
 void slate_atomic_abort(struct slate_atomic *a);
 int slate_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode, slate_error_t *err);
+
+/* A directory stream on a duplicate of fd (fd stays the caller's). */
+DIR *slate_opendir_fd(int fd, const char *what, slate_error_t *err);
 
 /* Parse "123", "64M", "1G" (binary units) into bytes. */
 int slate_parse_size(const char *s, uint64_t *out, slate_error_t *err);
