@@ -75,6 +75,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+quiet() { "$@" >"$WORK/quiet.out" 2>&1 || { # its output only when it fails
+	cat "$WORK/quiet.out" >&2
+	return 1
+}; }
 log() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 running() { jq -r ".$2" "$WORK/run/$1/running.json"; } # app field
@@ -181,12 +185,12 @@ echo "Load average at the start: $(loadavg) (1, 5, 15 min)."
 
 # ---- bundles ----
 log "building the bundles (examples/craft-site; and a copy with web/big.bin, 100 MiB)"
-"$SB" keygen -o "$WORK/key" >/dev/null
+quiet "$SB" keygen -o "$WORK/key"
 cp -a images/php-8.2 "$WORK/image"
-"$SB" build examples/craft-site --image "$WORK/image" --key "$WORK/key" -o "$WORK/site.slate" --repin >/dev/null 2>&1
+quiet "$SB" build examples/craft-site --image "$WORK/image" --key "$WORK/key" -o "$WORK/site.slate" --repin
 cp -a examples/craft-site "$WORK/big"
 head -c $((100 << 20)) /dev/urandom >"$WORK/big/web/big.bin"
-"$SB" build "$WORK/big" --image "$WORK/image" --key "$WORK/key" -o "$WORK/big.slate" --repin >/dev/null 2>&1
+quiet "$SB" build "$WORK/big" --image "$WORK/image" --key "$WORK/key" -o "$WORK/big.slate" --repin
 
 # ---- 3. 20 apps of one bundle (first, so that the store holds only it) ----
 log "deploying $napps apps of one bundle on ports 19100..$((19100 + napps - 1))"

@@ -22,7 +22,6 @@ cd "$(dirname "$0")/.."
 top=$PWD
 runs=${1:-30}
 build=${BUILD:-build}
-case $build in /*) ;; *) build=$top/$build ;; esac
 helpers=$top/bench/run
 
 if [ "$(id -u)" != 0 ]; then
@@ -33,6 +32,7 @@ for tool in hyperfine crun bwrap unshare zstd tar python3 cc; do
 	command -v "$tool" >/dev/null || { echo "bench/run.sh: needs $tool (make deps)" >&2; exit 2; }
 done
 make -s BUILD="$build" all probes
+case $build in /*) ;; *) build=$top/$build ;; esac
 slate=$build/slate
 
 work=$(mktemp -d /tmp/slate-bench-run.XXXXXX)
@@ -65,18 +65,12 @@ mount_tmpfs() { # DIR SIZE
 	mounts+=("$1")
 }
 
-median() { # hyperfine JSON, command name -> median in ms
-	python3 -c 'import json, sys
-for r in json.load(open(sys.argv[1]))["results"]:
-    if r["command"] == sys.argv[2]: print("%.2f" % (r["median"] * 1000))' "$1" "$2"
-}
-
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 # ---- setup: the test bundle, in the store once ----------------------------
 export SOURCE_DATE_EPOCH=1700000000
 echo "== setup (work dir $work, load average $(loadavg))"
-echo "$(loadavg)" >"$work/load-start"
+loadavg >"$work/load-start"
 install -m 0600 tests/fixtures/test.key "$work/test.key"
 install -m 0644 tests/fixtures/test.key.pub "$work/test.key.pub"
 cp -a images/php-8.2 "$work/image"
@@ -94,8 +88,9 @@ bpfs=("$work"/root/cache/*.bpf)
 bpf=${bpfs[0]}
 probe=/usr/local/bin/probe
 
-# crun: an overlay of the store copy with upper/work on a tmpfs, and two
-# configs from `crun spec`, without and with slate's default profile.
+# crun: an overlay of the store copy with upper/work on a tmpfs, and configs
+# from `crun spec`: without seccomp, with slate's default profile (x86_64
+# rules; rules on the three x86 ABIs), and one that checks the filter.
 mount_tmpfs "$work/crun-upper" 256m
 mkdir -p "$work/crun-upper/upper" "$work/crun-upper/work" "$work/crun/rootfs" "$work/crun-state"
 mount -t overlay slate-bench -o "lowerdir=$rootfs,upperdir=$work/crun-upper/upper,workdir=$work/crun-upper/work" \
@@ -114,12 +109,15 @@ python3 "$helpers/crun_config.py" "$work/crun/config.json" "$work/crun/rootfs" /
 	"$work/oci-seccomp.json" -- "$probe" status >"$work/crun/status.json"
 # crun 1.8 refuses this machine's hybrid cgroups: hide the v2 hierarchy in a
 # private mount namespace. $$ is that shell's pid: a unique container id.
-hide_unified="mount -t tmpfs none /sys/fs/cgroup/unified"
+hide_unified=true
+if mountpoint -q /sys/fs/cgroup/unified; then
+	hide_unified="mount -t tmpfs none /sys/fs/cgroup/unified"
+fi
 crun_cmd() { # CONFIG
 	echo "unshare -m --propagation private sh -c '$hide_unified && exec crun --root $work/crun-state run -b $work/crun -f $1 b\$\$'"
 }
 # The converted profile must behave as slate's: compare the probe's view.
-eval "$(crun_cmd "$work/crun/status.json")" | grep -qx 'Seccomp 2' ||
+eval "$(crun_cmd "$work/crun/status.json")" | grep -x 'Seccomp 2' >/dev/null ||
 	{ echo "bench/run.sh: crun did not start with a filter" >&2; exit 1; }
 # bwrap reads the filter from an fd: a shell opens it.
 bwrap_cmd="sh -c 'exec bwrap --unshare-all --die-with-parent --ro-bind $rootfs / --tmpfs /tmp --proc /proc --dev /dev --seccomp 9 $probe exit 0 9<$bpf'"
@@ -192,11 +190,12 @@ hyperfine -N --warmup 1 --runs "$runs" --export-json "$work/4-shift.json" \
 	-n "cp -a" "cp -a $rootfs $work/shift/copy" \
 	-n "chown -hR (shift in place)" "chown -hR $base:$base $work/shift/inplace"
 cc -O2 -Wall -Wextra -o "$work/idmap" "$helpers/idmap.c"
-"$work/idmap" "$rootfs" 1000 >"$work/4-idmap.txt"
+mkdir "$work/idmap-target"
+"$work/idmap" "$rootfs" "$work/idmap-target" 1000 >"$work/4-idmap.txt"
 sed 's/^/    /' "$work/4-idmap.txt"
 
 # ---- summary -------------------------------------------------------------------
-echo "$(loadavg)" >"$work/load-end"
+loadavg >"$work/load-end"
 {
 	echo "kernel $(uname -r)"
 	echo "cpu $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"

@@ -494,13 +494,62 @@ static int drain(int fd, FILE *out, char *last, slate_error_t *err)
 	return 0;
 }
 
+#define TAIL_SEEN 16
+
 struct tail {
 	const char *dir;
 	int dirfd;
 	struct tail_file cur;
 	FILE *out;
 	char last; /* last byte printed */
+	/* How far each file (by inode) was printed: a file met again under
+	 * another name, after rotations raced with us, continues there. */
+	struct {
+		dev_t dev;
+		ino_t ino;
+		off_t off;
+	} seen[TAIL_SEEN];
+	size_t n_seen, next_slot;
 };
+
+static void seen_note(struct tail *t, const struct tail_file *f)
+{
+	off_t off = lseek(f->fd, 0, SEEK_CUR);
+	size_t i;
+
+	if (f->fd < 0 || off < 0)
+		return;
+	for (i = 0; i < t->n_seen; i++)
+		if (t->seen[i].dev == f->dev && t->seen[i].ino == f->ino)
+			break;
+	if (i == t->n_seen) {
+		if (t->n_seen < TAIL_SEEN)
+			t->n_seen++;
+		else
+			i = t->next_slot++ % TAIL_SEEN; /* full: the oldest slot */
+	}
+	t->seen[i].dev = f->dev;
+	t->seen[i].ino = f->ino;
+	t->seen[i].off = off;
+}
+
+static void seen_seek(const struct tail *t, const struct tail_file *f)
+{
+	for (size_t i = 0; f->fd >= 0 && i < t->n_seen; i++)
+		if (t->seen[i].dev == f->dev && t->seen[i].ino == f->ino)
+			(void)lseek(f->fd, t->seen[i].off, SEEK_SET);
+}
+
+/* Print what is new in f, from where it was left, and remember how far. */
+static int drain_file(struct tail *t, const struct tail_file *f, slate_error_t *err)
+{
+	int r;
+
+	seen_seek(t, f);
+	r = drain(f->fd, t->out, &t->last, err);
+	seen_note(t, f);
+	return r;
+}
 
 static void tail_files_close(struct tail_file *v, size_t n)
 {
@@ -577,6 +626,7 @@ static int print_history(struct tail *t, long n, slate_error_t *err)
 			r = slate_error_sys(err, errno, "seek in a log file of `%s`", t->dir);
 		else
 			r = drain(f->fd, t->out, &t->last, err);
+		seen_note(t, f);
 	}
 	if (n == 0 && t->cur.fd >= 0 && lseek(t->cur.fd, 0, SEEK_END) < 0)
 		r = slate_error_sys(err, errno, "seek in `%s/" CURRENT "`", t->dir);
@@ -602,8 +652,7 @@ static int follow_rotation(struct tail *t, slate_error_t *err)
 		close(next.fd);
 		return 0;
 	}
-	if ((t->cur.fd >= 0 && drain(t->cur.fd, t->out, &t->last, err) < 0) ||
-	    open_rotated(t, &files, &n_files, err) < 0) {
+	if ((t->cur.fd >= 0 && drain_file(t, &t->cur, err) < 0) || open_rotated(t, &files, &n_files, err) < 0) {
 		close(next.fd);
 		tail_files_close(files, n_files);
 		return -1;
@@ -614,7 +663,7 @@ static int follow_rotation(struct tail *t, slate_error_t *err)
 	newest = find_inode(files, n_files, next.dev, next.ino);
 	newest = newest < n_files ? newest + 1 : 0;
 	for (size_t i = ours; r == 0 && i-- > newest;)
-		r = drain(files[i].fd, t->out, &t->last, err);
+		r = drain_file(t, &files[i], err);
 	tail_files_close(files, n_files);
 	if (r < 0) {
 		close(next.fd);
@@ -623,7 +672,7 @@ static int follow_rotation(struct tail *t, slate_error_t *err)
 	if (t->cur.fd >= 0)
 		close(t->cur.fd);
 	t->cur = next;
-	return drain(t->cur.fd, t->out, &t->last, err);
+	return drain_file(t, &t->cur, err);
 }
 
 static bool writer_gone(int dirfd)
@@ -641,7 +690,7 @@ static int follow(struct tail *t, volatile int *stop, slate_error_t *err)
 	for (;;) {
 		bool gone = writer_gone(t->dirfd);
 		/* Once the writer is gone, one more pass gets its last lines. */
-		if (t->cur.fd >= 0 && drain(t->cur.fd, t->out, &t->last, err) < 0)
+		if (t->cur.fd >= 0 && drain_file(t, &t->cur, err) < 0)
 			return -1;
 		if (follow_rotation(t, err) < 0)
 			return -1;

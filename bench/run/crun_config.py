@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Edit the config.json of `crun spec` for bench/run.sh.
 
-    crun_config.py CONFIG ROOTFS CGROUP_PARENT [SECCOMP.json] -- ARGS...
+    crun_config.py CONFIG ROOTFS CGROUP_PATH [SECCOMP.json] -- ARGS...
 
 Runs ARGS non-interactively in ROOTFS (an overlay the script mounted:
 writable, so readonly false), in new pid, net, ipc, uts, mount and cgroup
-namespaces (no user namespace: crun runs as root), under a cgroup
-CGROUP_PARENT/<container id> with slate's default limits (memory 1G without
-swap, 1024 pids), and with SECCOMP.json as linux.seccomp when given.
+namespaces (no user namespace: crun runs as root), in the cgroup
+CGROUP_PATH with slate's default limits (memory 1G without swap, 1024
+pids), and with SECCOMP.json as linux.seccomp when given. The runs are
+sequential and crun removes the cgroup when a container ends, so one path
+serves them all.
 """
 import json
 import sys
@@ -25,8 +27,6 @@ def main(argv):
     c["root"] = {"path": rootfs, "readonly": False}
     linux = c["linux"]
     linux["namespaces"] = [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")]
-    # crun puts the container in CGROUP_PARENT/<id> when the path ends in
-    # the id; bench/run.sh gives each run its own id.
     linux["cgroupsPath"] = cgroup
     limit = 1 << 30
     linux["resources"]["memory"] = {"limit": limit, "swap": limit}

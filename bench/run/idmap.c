@@ -1,14 +1,15 @@
 /* idmap: what slate's idmapped store mount costs, for bench/run.sh.
  *
- *   idmap PATH N
+ *   idmap PATH DIR N
  *
  * Creates a user namespace mapping 0..65535 to 1879048192.. (slate's
  * default range, the way runtime/userns.c does: a helper unshares, the
  * parent writes the maps), then N times: open_tree(OPEN_TREE_CLONE) of
- * PATH, mount_setattr(MOUNT_ATTR_IDMAP | RDONLY | NOSUID | NODEV), attach it
- * with move_mount in a private mount namespace, check the shifted owner,
- * detach it and close it. Prints the mean time of each step in
- * microseconds, one `key value` a line. Needs root and kernel 5.12+. */
+ * PATH, mount_setattr(MOUNT_ATTR_IDMAP | RDONLY | NOSUID | NODEV), attach
+ * it with move_mount on DIR (an empty directory) in a private mount
+ * namespace, check the shifted owner, detach it and close it. Prints the
+ * mean time of each step in microseconds, one `key value` a line. Needs
+ * root and kernel 5.12+. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -89,16 +90,16 @@ static int make_userns(void)
 int main(int argc, char **argv)
 {
 	double t0, t_userns = 0, t_clone = 0, t_attach = 0, t_detach = 0;
-	char target[] = "/tmp/idmap-target.XXXXXX";
+	const char *target;
 	struct stat st;
 	long n;
 
-	if (argc != 3 || (n = strtol(argv[2], NULL, 10)) <= 0)
-		return fprintf(stderr, "usage: idmap PATH N\n"), 2;
+	if (argc != 4 || (n = strtol(argv[3], NULL, 10)) <= 0)
+		return fprintf(stderr, "usage: idmap PATH DIR N\n"), 2;
+	target = argv[2];
+	/* Whatever stays mounted dies with this private mount namespace. */
 	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		die("private mount namespace");
-	if (!mkdtemp(target))
-		die("mkdtemp");
 	for (long i = 0; i < n; i++) {
 		t0 = now_us();
 		int ns = make_userns();
@@ -130,7 +131,6 @@ int main(int argc, char **argv)
 		close(ns);
 		t_detach += now_us() - t0;
 	}
-	rmdir(target);
 	printf("userns_us %.1f\nopen_tree_setattr_us %.1f\nmove_mount_us %.1f\numount_close_us %.1f\ntotal_us %.1f\n",
 	       t_userns / n, t_clone / n, t_attach / n, t_detach / n, (t_userns + t_clone + t_attach + t_detach) / n);
 	return 0;

@@ -103,8 +103,8 @@ def main(work, out):
     print(f"  load average: {load_start} at the start, {load_end} at the end")
 
     md = [BEGIN, "",
-          f"Reproduce: `make && sudo bench/run.sh {meta['runs']}` (the argument is the number of runs; "
-          "as root). Machine: " + meta["cpu"] + ", kernel " + meta["kernel"] + "; crun " + meta["crun"] + "; " +
+          f"Reproduce: `bench/run.sh {meta['runs']}` as root (it runs `make`; the argument is the number "
+          "of runs). Machine: " + meta["cpu"] + ", kernel " + meta["kernel"] + "; crun " + meta["crun"] + "; " +
           "slate " + meta["slate"] + f". Load average {load_start} at the start, {load_end} at the end "
           "(1, 5, 15 min). Test bundle: the example site with the php-8.2 image and the static probe, " +
           meta["bundle"] + ". Medians; the last column is the ratio of medians.",
