@@ -646,6 +646,19 @@ int slate_cgroup_enter(const struct slate_cgroup *cg, pid_t pid, slate_error_t *
 	return 0;
 }
 
+int slate_cgroup_enter_self(const struct slate_cgroup *cg, slate_error_t *err)
+{
+	const char *dirs[N_CONTROLLERS];
+	size_t n = cg_dirs(cg, dirs);
+
+	if (n == 0)
+		return slate_error_usage(err, "cgroup `%s` was not created", cg->name ? cg->name : "");
+	for (size_t i = 0; i < n; i++)
+		if (cg_write(dirs[i], cg->version == 1 ? "tasks" : "cgroup.procs", "0", err) < 0)
+			return slate_error_wrap(err, "enter cgroup `%s`", cg->name);
+	return 0;
+}
+
 int slate_cgroup_stats(const struct slate_cgroup *cg, struct slate_cg_stats *st, slate_error_t *err)
 {
 	struct slate_cg_stats s = { 0 };

@@ -75,6 +75,11 @@ int slate_cgroup_create_version(const char *root, int version, const char *name,
 
 /* Move pid (0 = the caller) into the cgroup (every v1 controller). */
 int slate_cgroup_enter(const struct slate_cgroup *cg, pid_t pid, slate_error_t *err);
+/* The calling process moves itself (it must be single-threaded): on v1
+ * through `tasks`, which spares the kernel-wide threadgroup lock (an RCU
+ * grace period, 5-15 ms) that a cgroup.procs write of another process
+ * waits for; on v2 through cgroup.procs. */
+int slate_cgroup_enter_self(const struct slate_cgroup *cg, slate_error_t *err);
 
 /* Kill everything left in the cgroup and its descendants (v2 cgroup.kill
  * when present, else SIGKILL to each pid of cgroup.procs, repeated until

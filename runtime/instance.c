@@ -125,6 +125,7 @@ struct setup {
 	struct slate_strv *argvs; /* the image processes' argv, owned here */
 	char *scratch;
 	int stdio[3]; /* the instance's stdin, stdout, stderr (-1: slate's own) */
+	const struct slate_cgroup *cg;
 };
 
 struct instance {
@@ -190,9 +191,13 @@ __attribute__((noreturn)) static void setup_child(struct setup *s)
 	for (int i = 0; i < 3; i++)
 		if (s->stdio[i] >= 0 && dup2(s->stdio[i], i) < 0)
 			_exit(SLATE_EXIT_SYSTEM);
-	/* slate moves us into the cgroup, then says go; if slate is gone, stop. */
+	/* slate says go once it holds our namespaces; if slate is gone, stop. */
 	if (recv(s->sync, &go, sizeof(go), 0) != (ssize_t)sizeof(go))
 		_exit(SLATE_EXIT_SYSTEM);
+	/* Into the cgroup (by itself: cheaper than being moved), then a cgroup
+	 * namespace rooted there. */
+	if (slate_cgroup_enter_self(s->cg, &err) < 0)
+		setup_fail(s, &err);
 	if (unshare(CLONE_NEWCGROUP) < 0) {
 		slate_error_sys(&err, errno, "unshare the cgroup namespace");
 		setup_fail(s, &err);
@@ -349,8 +354,6 @@ static int start_child(struct instance *in, int sock, slate_error_t *err)
 	slate_error_t go = { 0 }, reply = { 0 };
 	cleanup_free char *ns = NULL;
 
-	if (slate_cgroup_enter(&in->cg, in->pid, err) < 0)
-		return -1;
 	/* Before go: the setup waits for it, so its /proc entry is there (a
 	 * quick CMD could be gone by the time it says ready). */
 	ns = xasprintf("/proc/%d/ns/net", (int)in->pid);
@@ -430,6 +433,7 @@ struct instance *instance_start(const struct instance_opts *o, const int stdio[3
 		return NULL;
 	}
 	instance_serial++;
+	in->s.cg = &in->cg;
 	if (spawn(in, err) < 0) {
 		slate_error_t ignore = { 0 };
 		slate_cgroup_destroy(&in->cg, &ignore);
