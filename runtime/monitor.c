@@ -444,7 +444,7 @@ static void health_try(struct monitor *m)
 	struct health *h = &m->health;
 	slate_error_t e = { 0 };
 
-	h->next_try = now() + 0.2;
+	h->next_try = now() + 0.02;
 	h->fd = relay_connect_in(instance_netns_fd(h->g->in), m->host_netns, "127.0.0.1", health_port(h->g), &e);
 	h->state = h->fd >= 0 ? 1 : 0;
 }
@@ -545,6 +545,10 @@ static void switch_to(struct monitor *m, struct gen *g)
 	if (old) {
 		old->draining = true;
 		old->drain_until = now() + MONITOR_DRAIN_SECONDS;
+		/* No graceful-stop signal here: nginx would close idle keep-alive
+		 * connections under clients that are sending on them (a lost
+		 * request); they finish on the old instance until they close, or
+		 * until the drain deadline. */
 		close_connects(old);
 	}
 	m->current = g;
@@ -595,7 +599,7 @@ static void start_deploy(struct monitor *m, int client, json_t *req)
 	m->health.g = g;
 	m->health.client = client;
 	m->health.deadline = now() + (timeout > 0 ? (double)timeout : MONITOR_HEALTH_TIMEOUT);
-	m->health.next_try = now() + 0.05;
+	m->health.next_try = now() + 0.02;
 	m->restart_at = 0;
 }
 
@@ -966,7 +970,8 @@ static int run_loop(struct monitor *m)
 		if (m->stopping && all_gone(m))
 			break;
 		build_pollset(m, &s);
-		if (poll(s.fds, (nfds_t)s.n, 100) < 0 && errno != EINTR)
+		/* Short while a health check or a restart is due, else idle. */
+		if (poll(s.fds, (nfds_t)s.n, m->health.g || m->restart_at > 0 ? 10 : 100) < 0 && errno != EINTR)
 			return -1;
 		dispatch(m, &s);
 	}
