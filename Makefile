@@ -32,6 +32,8 @@ BUNDLER_SRC := $(wildcard bundler/*.c)
 RUNTIME_SRC := $(wildcard runtime/*.c)
 RUNTIME_ASM := $(wildcard runtime/*.S)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
+# Shared helpers of the unit tests (tmp dirs, files), if any.
+UNIT_HELPERS := $(wildcard tests/unit/testutil.c)
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 BUNDLER_OBJ := $(BUNDLER_SRC:%.c=$(BUILD)/%.o)
@@ -70,9 +72,9 @@ $(BUILD)/slate-bundle: $(BUNDLER_OBJ) $(BUILD)/libslate.a
 $(BUILD)/slate: $(RUNTIME_OBJ) $(BUILD)/libslate.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUNDLER_LIB_OBJ) $(RUNTIME_LIB_OBJ) $(BUILD)/libslate.a
+$(BUILD)/tests/%: tests/unit/%.c $(UNIT_HELPERS) $(BUNDLER_LIB_OBJ) $(RUNTIME_LIB_OBJ) $(BUILD)/libslate.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Ibundler -Iruntime -Ilib $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lcmocka
+	$(CC) $(CFLAGS_ALL) -Ibundler -Iruntime -Ilib -Itests/unit $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lcmocka
 
 # Install the Debian packages that are missing (as root, with apt-get).
 deps:
