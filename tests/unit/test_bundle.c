@@ -21,16 +21,10 @@
 #include <archive_entry.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "slate/bundle.h"
 #include "slate/util.h"
-
-#define assert_error(err, want_kind, needle)                                                                   \
-	do {                                                                                                   \
-		if ((err)->kind != (want_kind) || strstr((err)->msg, (needle)) == NULL)                        \
-			fail_msg("got kind %d `%s`, want kind %d naming `%s`", (err)->kind, (err)->msg,        \
-				 (int)(want_kind), (needle));                                                  \
-	} while (0)
-#define assert_refused(err, needle) assert_error(err, SLATE_EXIT_REFUSED, needle)
 
 #define NAME "test.slate"
 #define MAX_LOGGED 16
@@ -44,12 +38,6 @@ struct fixture {
 	struct slate_keyring kr;
 	struct slate_limits lim;
 };
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
-}
 
 static int fixture_setup(void **state)
 {
@@ -80,7 +68,7 @@ static int fixture_teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rm_tree(f->dir);
 	slate_key_free(&f->key);
 	slate_key_free(&f->other);
 	slate_keyring_free(&f->kr);
@@ -90,17 +78,6 @@ static int fixture_teardown(void **state)
 }
 
 /* ---- manifests ---- */
-
-static struct slate_entry *add_entry(struct slate_manifest *m, const char *path, enum slate_entry_type type,
-				     unsigned mode)
-{
-	struct slate_entry *e = slate_manifest_add(m);
-
-	e->path = xstrdup(path);
-	e->type = type;
-	e->mode = mode;
-	return e;
-}
 
 static void add_data(struct slate_manifest *m, const char *path, unsigned mode, const char *data, size_t len)
 {
@@ -116,11 +93,6 @@ static void add_data(struct slate_manifest *m, const char *path, unsigned mode, 
 static void add_text(struct slate_manifest *m, const char *path, unsigned mode, const char *text)
 {
 	add_data(m, path, mode, text, strlen(text));
-}
-
-static void add_link(struct slate_manifest *m, const char *path, const char *target)
-{
-	add_entry(m, path, SLATE_ENTRY_SYMLINK, 0777)->target = xstrdup(target);
 }
 
 static void init_meta(struct slate_manifest *m)
@@ -426,19 +398,6 @@ static void assert_member_refused(struct fixture *f, const char *needle, const c
 }
 
 /* ---- writing and verifying ---- */
-
-static size_t count_entries(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	size_t n = 0;
-
-	assert_non_null(d);
-	while ((e = readdir(d)) != NULL)
-		n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-	closedir(d);
-	return n;
-}
 
 static char *big_data(size_t len)
 {

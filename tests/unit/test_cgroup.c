@@ -38,15 +38,10 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "cgroup.h"
 #include "slate/util.h"
-
-#define assert_error(err, want_kind, needle)                                                                           \
-	do {                                                                                                           \
-		if ((err)->kind != (want_kind) || strstr((err)->msg, (needle)) == NULL)                                \
-			fail_msg("got kind %d `%s`, want kind %d naming `%s`", (err)->kind, (err)->msg,                \
-				 (int)(want_kind), (needle));                                                          \
-	} while (0)
 
 #define assert_ok(call, err)                                                                                           \
 	do {                                                                                                           \
@@ -61,9 +56,9 @@ static void sleep_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
-static char *read_text(const char *dir, const char *file)
+static char *read_in(const char *dir, const char *file)
 {
-	char *path = xasprintf("%s/%s", dir, file);
+	char *path = path_join(dir, file);
 	slate_error_t err = { 0 };
 	char *text = slate_read_file(path, 1 << 20, NULL, &err);
 
@@ -76,7 +71,7 @@ static char *read_text(const char *dir, const char *file)
 /* The file holds want, give or take the kernel's trailing newline. */
 static void assert_file_text(const char *dir, const char *file, const char *want)
 {
-	char *text = read_text(dir, file);
+	char *text = read_in(dir, file);
 	size_t len = strlen(text);
 
 	if (len > 0 && text[len - 1] == '\n')
@@ -155,7 +150,7 @@ static void fake_file(const char *dir, const char *file, const char *text)
 static void fake_populate(const char *dir)
 {
 	char *parent = xstrndup(dir, (size_t)(strrchr(dir, '/') - dir));
-	char *enabled = read_text(parent, "cgroup.subtree_control");
+	char *enabled = read_in(parent, "cgroup.subtree_control");
 	char avail[128] = "";
 	static const char *const all[] = { "cpu", "memory", "pids" };
 
@@ -203,7 +198,7 @@ static int fake_empty_files(const char *path)
 
 	if (d == NULL)
 		return -1;
-	procs = read_text(path, "cgroup.procs");
+	procs = read_in(path, "cgroup.procs");
 	busy = procs[strspn(procs, " \n")] != '\0';
 	free(procs);
 	while (!busy && (e = readdir(d)) != NULL)
@@ -254,12 +249,6 @@ static int fake_setup(void **state)
 	return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
-}
-
 static int fake_teardown(void **state)
 {
 	struct fake *f = *state;
@@ -267,7 +256,7 @@ static int fake_teardown(void **state)
 	fake_root = NULL;
 	slate_cgroup_free(&f->cg);
 	slate_cgroup_free(&f->cg2);
-	nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rm_tree(f->root);
 	free(f->root);
 	free(f);
 	return 0;
@@ -856,7 +845,7 @@ static void assert_proc_cgroup(const struct real *r, pid_t pid)
 {
 	static const char *const ctrls[] = { "memory", "pids", "cpu" };
 	char *dir = xasprintf("/proc/%d", (int)pid);
-	char *text = read_text(dir, "cgroup");
+	char *text = read_in(dir, "cgroup");
 	char *want = xasprintf("/slate/%s", r->name);
 	char *save = NULL;
 	bool seen[3] = { false, false, false };

@@ -24,6 +24,8 @@
 #include <archive_entry.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "slate/hash.h"
 #include "slate/util.h"
 #include "diff.h"
@@ -128,15 +130,9 @@ static void write_merged(const char *path, const char *content)
 	assert_int_equal(fclose(out), 0);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
-}
-
 static void rm_rf(const char *path)
 {
-	assert_int_equal(nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
+	assert_int_equal(rm_tree(path), 0);
 }
 
 static void act_on_merged(void)
@@ -230,7 +226,7 @@ static int fixture_teardown(void **state)
 		umount2(f->scratch, MNT_DETACH);
 	diff_result_free(&f->d);
 	slate_manifest_free(&f->m);
-	nftw(f->base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rm_tree(f->base);
 	free(f->lower);
 	free(f->scratch);
 	free(f->upper);

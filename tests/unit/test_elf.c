@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "elfdeps.h"
 
 /* ---- writing minimal ELF files ---- */
@@ -200,7 +202,7 @@ static void write_at(const char *root, const char *rel, const void *data, size_t
 	close(fd);
 }
 
-static void write_text(const char *root, const char *rel, const char *text)
+static void write_text_at(const char *root, const char *rel, const char *text)
 {
 	write_at(root, rel, text, strlen(text));
 }
@@ -221,25 +223,6 @@ static void symlink_at(const char *root, const char *rel, const char *target)
 	assert_int_equal(symlink(target, path), 0);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
-}
-
-static void rm_tree(const char *root)
-{
-	nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static char *make_tmpdir(void)
-{
-	char *dir = xstrdup("/tmp/slate-test-elf-XXXXXX");
-
-	assert_non_null(mkdtemp(dir));
-	return dir;
-}
-
 static bool strv_has_suffix(const struct slate_strv *sv, const char *suffix)
 {
 	for (size_t i = 0; i < sv->n; i++) {
@@ -255,13 +238,15 @@ static int fake_root_setup(void **state)
 {
 	char *root = make_tmpdir();
 
-	write_text(root, "/etc/ld.so.conf",
+	assert_non_null(root);
+
+	write_text_at(root, "/etc/ld.so.conf",
 		   "# the system's configuration\n\ninclude /etc/ld.so.conf.d/*.conf\nhwcap 0 nosegneg\n"
 		   "   /opt/conf1/   \n");
-	write_text(root, "/etc/ld.so.conf.d/a.conf", "/opt/confA  # a trailing comment\n/opt/confA/\n");
-	write_text(root, "/etc/ld.so.conf.d/b.conf", "include ../extra.d/*.conf\n/opt/confB\n");
-	write_text(root, "/etc/ld.so.conf.d/notes.txt", "/opt/not-a-conf-file\n");
-	write_text(root, "/etc/extra.d/x.conf", "/opt/confX\nrelative/dir\n");
+	write_text_at(root, "/etc/ld.so.conf.d/a.conf", "/opt/confA  # a trailing comment\n/opt/confA/\n");
+	write_text_at(root, "/etc/ld.so.conf.d/b.conf", "include ../extra.d/*.conf\n/opt/confB\n");
+	write_text_at(root, "/etc/ld.so.conf.d/notes.txt", "/opt/not-a-conf-file\n");
+	write_text_at(root, "/etc/extra.d/x.conf", "/opt/confX\nrelative/dir\n");
 
 	write_elf(root, "/app/bin/prog",
 		  &(struct elf_spec){ .interp = "/lib64/ld-fake.so.2",
@@ -364,6 +349,7 @@ static int read_img(const unsigned char *buf, size_t len, struct slate_elf_info 
 	char *root = make_tmpdir();
 	int r;
 
+	assert_non_null(root);
 	write_at(root, "/f", buf, len);
 	r = slate_elf_read(root, "/f", info, err);
 	rm_tree(root);
@@ -608,11 +594,12 @@ static void test_ldconf_missing_and_cycle(void **state)
 	slate_error_t err = { 0 };
 
 	(void)state;
+	assert_non_null(root);
 	/* No /etc/ld.so.conf: only the trusted dirs. */
 	assert_int_equal(slate_elf_ldconf_dirs(root, &dirs, &err), 0);
 	assert_string_equal(dirs.v[dirs.n - 1], "/usr/lib");
 	slate_strv_free(&dirs);
-	write_text(root, "/etc/ld.so.conf", "include /etc/ld.so.conf\n");
+	write_text_at(root, "/etc/ld.so.conf", "include /etc/ld.so.conf\n");
 	assert_int_equal(slate_elf_ldconf_dirs(root, &dirs, &err), -1);
 	assert_non_null(strstr(err.msg, "nest too deeply"));
 	slate_strv_free(&dirs);
@@ -698,7 +685,7 @@ static void test_closure_roots(void **state)
 	snprintf(link, sizeof(link), "%s/app/link", root);
 	mkdir_p(link);
 	symlink_at(root, "/app/link/prog", "../bin/prog");
-	write_text(root, "/app/bin/script", "#!/bin/sh\nexit 0\n");
+	write_text_at(root, "/app/bin/script", "#!/bin/sh\nexit 0\n");
 	if (slate_elf_closure(root, roots, 4, &out, &err) < 0)
 		fail_msg("closure: %s", err.msg);
 	assert_true(slate_strv_contains(&out, "/app/bin/../lib/liba.so.1"));
@@ -723,7 +710,7 @@ static void test_closure_symlinks(void **state)
 	write_elf(root, "/app/bin/prog5", &(struct elf_spec){ .needed = { "libu.so.1", "libloop.so.1" } });
 	write_elf(root, "/usr/lib64/libu-real.so.1", &(struct elf_spec){ 0 });
 	mkdir_p(root);
-	write_text(root, "/opt/confB/.keep", "");
+	write_text_at(root, "/opt/confB/.keep", "");
 	symlink_at(root, "/opt/confB/libu.so.1", "../../../../../../../../../../usr/lib64/./libu-real.so.1");
 	symlink_at(root, "/opt/confA/libloop.so.1", "libloop.so.1");
 	write_elf(root, "/opt/confX/libloop.so.1", &(struct elf_spec){ 0 });
@@ -742,7 +729,7 @@ static void test_closure_bad_candidate(void **state)
 	slate_error_t err = { 0 };
 
 	write_elf(*state, "/app/bin/prog4", &(struct elf_spec){ .needed = { "libjunk.so.1" } });
-	write_text(*state, "/opt/confA/libjunk.so.1", "INPUT(-lfoo)\n");
+	write_text_at(*state, "/opt/confA/libjunk.so.1", "INPUT(-lfoo)\n");
 	assert_int_equal(slate_elf_closure(*state, roots, 1, &out, &err), -1);
 	assert_non_null(strstr(err.msg, "is not an ELF file"));
 	slate_strv_free(&out);

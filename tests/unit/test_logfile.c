@@ -22,6 +22,8 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "slate/util.h"
 #include "logfile.h"
 
@@ -31,12 +33,6 @@ struct fixture {
 	char dir[64];
 	char *logs;
 };
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
-}
 
 static int setup(void **state)
 {
@@ -54,7 +50,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rm_tree(f->dir);
 	free(f->logs);
 	free(f);
 	return 0;

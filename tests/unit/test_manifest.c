@@ -10,33 +10,16 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "slate/hash.h"
 #include "slate/manifest.h"
 #include "slate/util.h"
-
-#define assert_error(err, want_kind, needle)                                                                   \
-	do {                                                                                                   \
-		if ((err)->kind != (want_kind) || strstr((err)->msg, (needle)) == NULL)                        \
-			fail_msg("got kind %d `%s`, want kind %d naming `%s`", (err)->kind, (err)->msg,        \
-				 (int)(want_kind), (needle));                                                  \
-	} while (0)
-#define assert_refused(err, needle) assert_error(err, SLATE_EXIT_REFUSED, needle)
 
 #define HOSTS "127.0.0.1 localhost\n"
 #define INDEX "<?php echo 1;\n"
 
 /* ---- building manifests ---- */
-
-static struct slate_entry *add_entry(struct slate_manifest *m, const char *path, enum slate_entry_type type,
-				     unsigned mode)
-{
-	struct slate_entry *e = slate_manifest_add(m);
-
-	e->path = xstrdup(path);
-	e->type = type;
-	e->mode = mode;
-	return e;
-}
 
 static void add_dir(struct slate_manifest *m, const char *path)
 {
@@ -50,11 +33,6 @@ static void add_file(struct slate_manifest *m, const char *path, const char *con
 
 	e->size = strlen(content);
 	assert_int_equal(slate_sha256_buf(content, e->size, e->sha256, &err), 0);
-}
-
-static void add_link(struct slate_manifest *m, const char *path, const char *target)
-{
-	add_entry(m, path, SLATE_ENTRY_SYMLINK, 0777)->target = xstrdup(target);
 }
 
 static void init_meta(struct slate_manifest *m)

@@ -11,16 +11,10 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "slate/path.h"
 #include "slate/util.h"
-
-#define assert_error(err, want_kind, needle)                                                                   \
-	do {                                                                                                   \
-		if ((err)->kind != (want_kind) || strstr((err)->msg, (needle)) == NULL)                        \
-			fail_msg("got kind %d `%s`, want kind %d naming `%s`", (err)->kind, (err)->msg,        \
-				 (int)(want_kind), (needle));                                                  \
-	} while (0)
-#define assert_refused(err, needle) assert_error(err, SLATE_EXIT_REFUSED, needle)
 
 static int check(const char *path, slate_error_t *err)
 {

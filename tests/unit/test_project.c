@@ -16,16 +16,10 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "project.h"
 #include "slate/util.h"
-
-#define assert_error(err, want_kind, needle)                                                                   \
-	do {                                                                                                   \
-		if ((err)->kind != (want_kind) || strstr((err)->msg, (needle)) == NULL)                        \
-			fail_msg("got kind %d `%s`, want kind %d naming `%s`", (err)->kind, (err)->msg,        \
-				 (int)(want_kind), (needle));                                                  \
-	} while (0)
-#define assert_refused(err, needle) assert_error(err, SLATE_EXIT_REFUSED, needle)
 
 /* ---- fixtures: DIR/proj (the project) and DIR/outside ---- */
 
@@ -33,12 +27,6 @@ struct fixture {
 	char dir[64];
 	char *proj, *outside;
 };
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
-}
 
 static int fixture_setup(void **state)
 {
@@ -61,7 +49,7 @@ static int fixture_teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rm_tree(f->dir);
 	free(f->proj);
 	free(f->outside);
 	free(f);

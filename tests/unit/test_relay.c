@@ -53,16 +53,11 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "relay.h"
 #include "slate/hash.h"
 #include "slate/util.h"
-
-#define assert_error(err, want_kind, needle)                                                                           \
-	do {                                                                                                           \
-		if ((err)->kind != (want_kind) || strstr((err)->msg, (needle)) == NULL)                                \
-			fail_msg("got kind %d `%s`, want kind %d naming `%s`", (err)->kind, (err)->msg,                \
-				 (int)(want_kind), (needle));                                                          \
-	} while (0)
 
 #define PATTERN_LEN 65536
 #define BENCH_BYTES (100u << 20)

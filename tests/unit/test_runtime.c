@@ -27,6 +27,8 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "env.h"
 #include "instance.h"
 #include "mounts.h"
@@ -34,28 +36,9 @@
 #include "slate/util.h"
 #include "userns.h"
 
-#define assert_error(err, want_kind, needle)                                                                           \
-	do {                                                                                                           \
-		if ((err)->kind != (want_kind) || strstr((err)->msg, (needle)) == NULL)                                \
-			fail_msg("got kind %d `%s`, want kind %d naming `%s`", (err)->kind, (err)->msg,                \
-				 (int)(want_kind), (needle));                                                          \
-	} while (0)
-
 /* ---- fixtures: a temporary directory per test ---- */
 
-static int tmpdir_setup(void **state)
-{
-	char *dir = xstrdup("/tmp/slate-test-runtime-XXXXXX");
-
-	if (mkdtemp(dir) == NULL) {
-		free(dir);
-		return -1;
-	}
-	*state = dir;
-	return 0;
-}
-
-static int tmpdir_teardown(void **state)
+static int tmpdir_remove(void **state)
 {
 	slate_error_t err = { 0 };
 	char *dir = *state;
@@ -672,31 +655,31 @@ int main(void)
 	const struct CMUnitTest env[] = {
 		cmocka_unit_test(test_env_add_replaces),
 		cmocka_unit_test(test_env_add_refuses_bad_names),
-		cmocka_unit_test_setup_teardown(test_env_file, tmpdir_setup, tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_env_file_world_readable_refused, tmpdir_setup, tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_env_file_bad_line_named, tmpdir_setup, tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_env_file_missing, tmpdir_setup, tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_env_file_not_regular, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_env_file, tmpdir_setup, tmpdir_remove),
+		cmocka_unit_test_setup_teardown(test_env_file_world_readable_refused, tmpdir_setup, tmpdir_remove),
+		cmocka_unit_test_setup_teardown(test_env_file_bad_line_named, tmpdir_setup, tmpdir_remove),
+		cmocka_unit_test_setup_teardown(test_env_file_missing, tmpdir_setup, tmpdir_remove),
+		cmocka_unit_test_setup_teardown(test_env_file_not_regular, tmpdir_setup, tmpdir_remove),
 		cmocka_unit_test(test_env_defaults),
 	};
 	const struct CMUnitTest subid[] = {
-		cmocka_unit_test_setup_teardown(test_subid_found, tmpdir_setup, tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_subid_absent, tmpdir_setup, tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_subid_malformed, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_subid_found, tmpdir_setup, tmpdir_remove),
+		cmocka_unit_test_setup_teardown(test_subid_absent, tmpdir_setup, tmpdir_remove),
+		cmocka_unit_test_setup_teardown(test_subid_malformed, tmpdir_setup, tmpdir_remove),
 	};
 	const struct CMUnitTest mounts[] = {
-		cmocka_unit_test_setup_teardown(test_open_in_root_plain_dir, tmpdir_setup, tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_open_in_root_refuses_symlinks, tmpdir_setup, tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_open_in_root_refuses_dotdot, tmpdir_setup, tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_check_device, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_open_in_root_plain_dir, tmpdir_setup, tmpdir_remove),
+		cmocka_unit_test_setup_teardown(test_open_in_root_refuses_symlinks, tmpdir_setup, tmpdir_remove),
+		cmocka_unit_test_setup_teardown(test_open_in_root_refuses_dotdot, tmpdir_setup, tmpdir_remove),
+		cmocka_unit_test_setup_teardown(test_check_device, tmpdir_setup, tmpdir_remove),
 	};
 	const struct CMUnitTest users[] = {
-		cmocka_unit_test_setup_teardown(test_lookup_user_by_name, tmpdir_setup, tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_lookup_user_numeric, tmpdir_setup, tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_lookup_user_numeric_malformed, tmpdir_setup, tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_lookup_user_high_ids_refused, tmpdir_setup, tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_lookup_user_symlink_stays_in_root, tmpdir_setup, tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_lookup_user_no_passwd, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_lookup_user_by_name, tmpdir_setup, tmpdir_remove),
+		cmocka_unit_test_setup_teardown(test_lookup_user_numeric, tmpdir_setup, tmpdir_remove),
+		cmocka_unit_test_setup_teardown(test_lookup_user_numeric_malformed, tmpdir_setup, tmpdir_remove),
+		cmocka_unit_test_setup_teardown(test_lookup_user_high_ids_refused, tmpdir_setup, tmpdir_remove),
+		cmocka_unit_test_setup_teardown(test_lookup_user_symlink_stays_in_root, tmpdir_setup, tmpdir_remove),
+		cmocka_unit_test_setup_teardown(test_lookup_user_no_passwd, tmpdir_setup, tmpdir_remove),
 	};
 	int failed = 0;
 

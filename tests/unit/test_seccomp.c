@@ -30,6 +30,8 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #if defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
@@ -54,13 +56,6 @@
 #endif
 #define NETLINK_ROUTE 0
 #define NETLINK_NETFILTER 12
-
-#define assert_error(err, want_kind, needle)                                                                           \
-	do {                                                                                                           \
-		if ((err)->kind != (want_kind) || strstr((err)->msg, (needle)) == NULL)                                \
-			fail_msg("got kind %d `%s`, want kind %d naming `%s`", (err)->kind, (err)->msg,                \
-				 (int)(want_kind), (needle));                                                          \
-	} while (0)
 
 /* ---- a child that runs probes, with or without a filter ---- */
 
@@ -608,46 +603,6 @@ static void test_install_needs_no_new_privs(void **state)
 }
 
 /* ---- custom profiles ---- */
-
-static int tmpdir_setup(void **state)
-{
-	char *dir = xstrdup("/tmp/slate-test-seccomp-XXXXXX");
-
-	if (mkdtemp(dir) == NULL) {
-		free(dir);
-		return -1;
-	}
-	*state = dir;
-	return 0;
-}
-
-static void rm_tree(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-
-	while (d && (e = readdir(d)) != NULL) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		char *p = xasprintf("%s/%s", path, e->d_name);
-		struct stat st;
-		if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-			rm_tree(p);
-		else
-			unlink(p);
-		free(p);
-	}
-	if (d)
-		closedir(d);
-	rmdir(path);
-}
-
-static int tmpdir_teardown(void **state)
-{
-	rm_tree(*state);
-	free(*state);
-	return 0;
-}
 
 #define ARCHES "\"architectures\": {\"x86_64\": \"rules\", \"x32\": \"refuse\", \"x86\": \"refuse\"}"
 #define HEAD "{\"slate_seccomp\": 1, \"default\": {\"action\": \"errno\", \"errno\": \"EPERM\"}, " ARCHES ", "

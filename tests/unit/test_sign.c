@@ -14,19 +14,13 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "testutil.h"
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
 #include "slate/sign.h"
 #include "slate/util.h"
-
-#define assert_error(err, want_kind, needle)                                                                   \
-	do {                                                                                                   \
-		if ((err)->kind != (want_kind) || strstr((err)->msg, (needle)) == NULL)                        \
-			fail_msg("got kind %d `%s`, want kind %d naming `%s`", (err)->kind, (err)->msg,        \
-				 (int)(want_kind), (needle));                                                  \
-	} while (0)
-#define assert_refused(err, needle) assert_error(err, SLATE_EXIT_REFUSED, needle)
 
 static const char manifest[] = "{\"entries\":[],\"format\":1}";
 
@@ -36,12 +30,6 @@ struct fixture {
 	char dir[64];
 	char *key, *pub;
 };
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
-}
 
 static int fixture_setup(void **state)
 {
@@ -62,7 +50,7 @@ static int fixture_teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rm_tree(f->dir);
 	free(f->key);
 	free(f->pub);
 	free(f);
@@ -100,25 +88,6 @@ static int verify(const struct slate_keyring *kr, const void *msg, size_t len, c
 	const struct slate_key *signer = NULL;
 
 	return slate_verify_manifest(kr, msg, len, sig, siglen, &signer, err);
-}
-
-static void write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	assert_non_null(f);
-	assert_true(fputs(text, f) >= 0);
-	assert_int_equal(fclose(f), 0);
-}
-
-static char *read_text(const char *path)
-{
-	slate_error_t err = { 0 };
-	char *s = slate_read_file(path, 1 << 16, NULL, &err);
-
-	if (s == NULL)
-		fail_msg("read `%s`: %s", path, err.msg);
-	return s;
 }
 
 static bool is_key_id(const char *id)

@@ -15,44 +15,13 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "slate/hash.h"
 #include "slate/util.h"
 #include "tree.h"
 
-#define assert_error(err, want_kind, needle)                                                                   \
-	do {                                                                                                   \
-		if ((err)->kind != (want_kind) || strstr((err)->msg, (needle)) == NULL)                        \
-			fail_msg("got kind %d `%s`, want kind %d naming `%s`", (err)->kind, (err)->msg,        \
-				 (int)(want_kind), (needle));                                                  \
-	} while (0)
-#define assert_refused(err, needle) assert_error(err, SLATE_EXIT_REFUSED, needle)
-
 /* ---- fixtures ---- */
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
-}
-
-static int tmpdir_setup(void **state)
-{
-	char *dir = xstrdup("/tmp/slate-test-tree-XXXXXX");
-
-	if (mkdtemp(dir) == NULL) {
-		free(dir);
-		return -1;
-	}
-	*state = dir;
-	return 0;
-}
-
-static int tmpdir_teardown(void **state)
-{
-	nftw(*state, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	free(*state);
-	return 0;
-}
 
 static void write_bytes(const char *path, const char *buf, size_t len)
 {

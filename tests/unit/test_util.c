@@ -17,72 +17,11 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "slate/util.h"
 
-#define assert_error(err, want_kind, needle)                                                                   \
-	do {                                                                                                   \
-		if ((err)->kind != (want_kind) || strstr((err)->msg, (needle)) == NULL)                        \
-			fail_msg("got kind %d `%s`, want kind %d naming `%s`", (err)->kind, (err)->msg,        \
-				 (int)(want_kind), (needle));                                                  \
-	} while (0)
-
-/* ---- fixtures: a temporary directory per test ---- */
-
-static int tmpdir_setup(void **state)
-{
-	char *dir = xstrdup("/tmp/slate-test-util-XXXXXX");
-
-	if (mkdtemp(dir) == NULL) {
-		free(dir);
-		return -1;
-	}
-	*state = dir;
-	return 0;
-}
-
-/* The tests here only create plain files directly in the directory. */
-static int tmpdir_teardown(void **state)
-{
-	char *dir = *state;
-	DIR *d = opendir(dir);
-	struct dirent *e;
-
-	while (d && (e = readdir(d)) != NULL) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		char *p = xasprintf("%s/%s", dir, e->d_name);
-		unlink(p);
-		free(p);
-	}
-	if (d)
-		closedir(d);
-	rmdir(dir);
-	free(dir);
-	return 0;
-}
-
-static size_t count_entries(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	size_t n = 0;
-
-	assert_non_null(d);
-	while ((e = readdir(d)) != NULL)
-		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-			n++;
-	closedir(d);
-	return n;
-}
-
-static void write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	assert_non_null(f);
-	assert_int_equal(fputs(text, f) >= 0, 1);
-	assert_int_equal(fclose(f), 0);
-}
+/* ---- helpers (the temporary directory per test: tmpdir_setup in testutil.c) ---- */
 
 static void assert_file_content(const char *path, const char *want)
 {
