@@ -610,6 +610,8 @@ int cmd_gc(struct slate_ctx *ctx, int argc, char **argv)
 			continue;
 		cleanup_free char *path = xasprintf("%s/%s", store, de->d_name);
 		if (slate_remove_tree(path, &err) == 0) {
+			cleanup_free char *lock = xasprintf("%s.lock", path);
+			(void)unlink(lock);
 			printf("removed %s\n", de->d_name);
 			removed++;
 		}
