@@ -260,18 +260,6 @@ static int update_options(const struct slate_ctx *ctx, const char *app, const ch
 	return r;
 }
 
-/* The host port of a published port "[HOSTIP:]HOSTPORT:PORT". */
-static json_int_t spec_host_port(const char *spec)
-{
-	const char *last = strrchr(spec, ':'), *p = last;
-
-	if (last == NULL)
-		return 0;
-	while (p > spec && p[-1] != ':')
-		p--;
-	return strtoll(p, NULL, 10);
-}
-
 struct port_switch {
 	bool on;
 	json_int_t port; /* 0: every published port */
@@ -288,7 +276,7 @@ static json_t *ports_off_after(json_t *opts, const void *arg)
 	if (sw->port == 0) {
 		if (!sw->on)
 			json_array_foreach (json_object_get(opts, "ports"), i, v)
-				json_array_append_new(off, json_integer(spec_host_port(json_string_value(v) ?: "")));
+				json_array_append_new(off, json_integer(monitor_spec_host_port(json_string_value(v) ?: "")));
 		return off;
 	}
 	json_array_foreach (json_object_get(opts, "ports_off"), i, v)

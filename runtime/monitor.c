@@ -151,6 +151,16 @@ static int parse_connect(const char *s, struct connect *c, slate_error_t *err)
 	return 0;
 }
 
+int monitor_spec_host_port(const char *s)
+{
+	struct port p = { 0 };
+	slate_error_t ignore = { 0 };
+	int port = parse_port(s, &p, &ignore) == 0 ? p.host_port : 0;
+
+	free(p.host_ip);
+	return port;
+}
+
 int monitor_check_spec(const char *s, slate_error_t *err)
 {
 	struct port p = { 0 };

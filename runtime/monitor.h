@@ -22,6 +22,8 @@ int monitor_spawn(const struct slate_ctx *ctx, const char *app, slate_error_t *e
 bool monitor_alive(const struct slate_ctx *ctx, const char *app);
 /* Check a -p ([HOSTIP:]HOSTPORT:PORT) or --connect ([IP:]PORT=HOST:HOSTPORT) spec. */
 int monitor_check_spec(const char *s, slate_error_t *err);
+/* The host port of a -p spec (0 if it is not one). */
+int monitor_spec_host_port(const char *s);
 /* The monitor's main (the hidden command `slate __monitor APP`). */
 int monitor_main(struct slate_ctx *ctx, const char *app);
 

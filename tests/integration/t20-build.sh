@@ -5,40 +5,16 @@
 # keys. The image is a copy of images/php-8.2 repinned to what this host
 # has installed (the committed pins may be older than the host's PHP).
 . "$(dirname "$0")/../lib.sh"
-FIXTURES=$SLATE_TOP/tests/fixtures
-EXAMPLE=$SLATE_TOP/examples/craft-site
-IMAGE=$TEST_TMP/php-8.2
-KEY=$TEST_TMP/test.key PUB=$TEST_TMP/test.key.pub
-OTHER=$TEST_TMP/other.key OTHER_PUB=$TEST_TMP/other.key.pub
-GOOD=$TEST_TMP/good.slate
+. "$(dirname "$0")/bundle-lib.sh"
 TEST_KEY_ID=fc63122641d0ab11
 export SOURCE_DATE_EPOCH=1700000000 TZ=UTC
 committed_image_sum=$(sha256sum <"$SLATE_TOP/images/php-8.2/image.json")
 
 forge() { python3 "$SLATE_TOP/tests/forge.py" "$@"; }
-bundle_build() { # SRC OUT [OPTIONS...]
-	local src=$1 out=$2
-	shift 2
-	"$SLATE_BUNDLE" build "$src" --image "$IMAGE" --key "$KEY" -o "$out" "$@"
-}
-# verify_refuses BUNDLE REGEX... [-- VERIFY-OPTIONS]: exit 1, one line on
-# stderr matching every REGEX, nothing on stdout.
-verify_refuses() {
-	local bundle=$1 res=() opts=()
-	shift
-	while [ $# -gt 0 ] && [ "$1" != -- ]; do res+=("$1"); shift; done
-	[ $# -gt 0 ] && shift && opts=("$@")
-	[ ${#opts[@]} -gt 0 ] || opts=(--key "$PUB")
-	test_must_fail --code 1 "$SLATE_BUNDLE" verify "${opts[@]}" "$bundle" >"$TEST_TMP/vout" 2>"$TEST_TMP/verr" &&
-	test ! -s "$TEST_TMP/vout" &&
-	test "$(wc -l <"$TEST_TMP/verr")" -eq 1 || { cat "$TEST_TMP/verr" >&2; return 1; }
-	for re in "${res[@]}"; do assert_file_has_content "$TEST_TMP/verr" "$re" || return 1; done
-}
 
 test_expect_success 'setup: test keys and a copy of the image' '
-	cp "$FIXTURES/test.key" "$FIXTURES/test.key.pub" "$FIXTURES/other.key" "$FIXTURES/other.key.pub" "$TEST_TMP/" &&
-	chmod 600 "$KEY" "$OTHER" &&
-	cp -a "$SLATE_TOP/images/php-8.2" "$IMAGE"
+	copy_keys &&
+	copy_image
 '
 
 test_expect_success 'build the example (repinned image copy): exit 0, prints the bundle id' '

@@ -12,32 +12,9 @@
 # not depend on the image's size. The full bundle is used where no
 # rewriting is needed (limits, truncation).
 . "$(dirname "$0")/../lib.sh"
-FIXTURES=$SLATE_TOP/tests/fixtures
-EXAMPLE=$SLATE_TOP/examples/craft-site
-IMAGE=$TEST_TMP/php-8.2 SMALL_IMAGE=$TEST_TMP/php-8.2-small
-KEY=$TEST_TMP/test.key PUB=$TEST_TMP/test.key.pub
-OTHER=$TEST_TMP/other.key OTHER_PUB=$TEST_TMP/other.key.pub
-GOOD=$TEST_TMP/good.slate BASE=$TEST_TMP/base.slate
-export SOURCE_DATE_EPOCH=1700000000
+. "$(dirname "$0")/bundle-lib.sh"
+BASE=$TEST_TMP/base.slate
 
-bundle_build() { # SRC IMAGE OUT [OPTIONS...]
-	local src=$1 image=$2 out=$3
-	shift 3
-	"$SLATE_BUNDLE" build "$src" --image "$image" --key "$KEY" -o "$out" "$@"
-}
-# verify_refuses BUNDLE REGEX... [-- VERIFY-OPTIONS]: exit 1, one line on
-# stderr matching every REGEX, nothing on stdout.
-verify_refuses() {
-	local bundle=$1 res=() opts=()
-	shift
-	while [ $# -gt 0 ] && [ "$1" != -- ]; do res+=("$1"); shift; done
-	[ $# -gt 0 ] && shift && opts=("$@")
-	[ ${#opts[@]} -gt 0 ] || opts=(--key "$PUB")
-	test_must_fail --code 1 "$SLATE_BUNDLE" verify "${opts[@]}" "$bundle" >"$TEST_TMP/vout" 2>"$TEST_TMP/verr" &&
-	test ! -s "$TEST_TMP/vout" &&
-	test "$(wc -l <"$TEST_TMP/verr")" -eq 1 || { cat "$TEST_TMP/verr" >&2; return 1; }
-	for re in "${res[@]}"; do assert_file_has_content "$TEST_TMP/verr" "$re" || return 1; done
-}
 # forged CASE [--key K] REGEX...: forge CASE from the base bundle; verify
 # must refuse it naming every REGEX.
 forged() {
@@ -49,15 +26,11 @@ forged() {
 }
 
 test_expect_success 'setup: keys, the example bundle, and a base bundle for forging' '
-	cp "$FIXTURES/test.key" "$FIXTURES/test.key.pub" "$FIXTURES/other.key" "$FIXTURES/other.key.pub" "$TEST_TMP/" &&
-	chmod 600 "$KEY" "$OTHER" &&
-	cp -a "$SLATE_TOP/images/php-8.2" "$IMAGE" &&
-	bundle_build "$EXAMPLE" "$IMAGE" "$GOOD" --repin >"$TEST_TMP/good.id" 2>/dev/null &&
-	cp -a "$IMAGE" "$SMALL_IMAGE" &&
-	python3 -c "import json, sys
-d = json.load(open(sys.argv[1])); d[\"paths\"] = []
-json.dump(d, open(sys.argv[1], \"w\"), indent=2)" "$SMALL_IMAGE/image.json" &&
-	bundle_build "$EXAMPLE" "$SMALL_IMAGE" "$BASE" >"$TEST_TMP/base.id" &&
+	copy_keys &&
+	copy_image &&
+	build_with "$EXAMPLE" "$IMAGE" "$GOOD" --repin >"$TEST_TMP/good.id" 2>/dev/null &&
+	make_small_image &&
+	build_with "$EXAMPLE" "$SMALL_IMAGE" "$BASE" >"$TEST_TMP/base.id" &&
 	"$SLATE_BUNDLE" verify --key "$PUB" "$BASE" >/dev/null &&
 	"$SLATE_BUNDLE" verify --key "$PUB" "$GOOD" >/dev/null
 '

@@ -3,24 +3,15 @@
 # bundles of examples/craft-site, a changed copy of it, and image copies
 # with an extra rootfs file or a changed description.
 . "$(dirname "$0")/../lib.sh"
-FIXTURES=$SLATE_TOP/tests/fixtures
-EXAMPLE=$SLATE_TOP/examples/craft-site
-IMAGE=$TEST_TMP/php-8.2
-KEY=$TEST_TMP/test.key PUB=$TEST_TMP/test.key.pub
+. "$(dirname "$0")/bundle-lib.sh"
 A=$TEST_TMP/a.slate
 export SOURCE_DATE_EPOCH=1700000000 TZ=UTC
 
-bundle_build() { # SRC IMAGE OUT [OPTIONS...]
-	local src=$1 image=$2 out=$3
-	shift 3
-	"$SLATE_BUNDLE" build "$src" --image "$image" --key "$KEY" -o "$out" "$@"
-}
 
 test_expect_success 'setup: keys, a repinned image copy, the example bundle A' '
-	cp "$FIXTURES/test.key" "$FIXTURES/test.key.pub" "$TEST_TMP/" &&
-	chmod 600 "$KEY" &&
-	cp -a "$SLATE_TOP/images/php-8.2" "$IMAGE" &&
-	bundle_build "$EXAMPLE" "$IMAGE" "$A" --repin >"$TEST_TMP/a.id" 2>/dev/null &&
+	copy_keys &&
+	copy_image &&
+	build_with "$EXAMPLE" "$IMAGE" "$A" --repin >"$TEST_TMP/a.id" 2>/dev/null &&
 	zstd -q -dc "$A" | tar -tf - >"$TEST_TMP/a.list"
 '
 
@@ -72,7 +63,7 @@ test_expect_success 'inspect --json: id, name, version, sequence, signer, image,
 '
 
 test_expect_success 'inspect shows --name, --version and --sequence as built' '
-	bundle_build "$EXAMPLE" "$IMAGE" "$TEST_TMP/named.slate" --name shop --version 1.2.3 --sequence 42 >/dev/null &&
+	build_with "$EXAMPLE" "$IMAGE" "$TEST_TMP/named.slate" --name shop --version 1.2.3 --sequence 42 >/dev/null &&
 	"$SLATE_BUNDLE" inspect --json "$TEST_TMP/named.slate" |
 		python3 -c "import json, sys
 j = json.load(sys.stdin)
@@ -97,7 +88,7 @@ test_expect_success 'setup: B from a changed copy of the project (one file added
 	echo "<p>changed</p>" >>"$TEST_TMP/site-b/templates/index.html" &&
 	rm "$TEST_TMP/site-b/templates/about.html" &&
 	chmod 0755 "$TEST_TMP/site-b/config/general.php" &&
-	bundle_build "$TEST_TMP/site-b" "$IMAGE" "$TEST_TMP/b.slate" >"$TEST_TMP/b.id"
+	build_with "$TEST_TMP/site-b" "$IMAGE" "$TEST_TMP/b.slate" >"$TEST_TMP/b.id"
 '
 
 test_expect_success 'diff A B lists +added, -removed, ~changed, and "runtime unchanged"' '
@@ -139,7 +130,7 @@ test_expect_success 'diff of a bundle with itself: nothing, runtime unchanged' '
 test_expect_success 'diff against an image copy with an extra rootfs file: runtime changed' '
 	cp -a "$IMAGE" "$TEST_TMP/php-8.2-motd" &&
 	echo "welcome" >"$TEST_TMP/php-8.2-motd/rootfs/etc/motd" &&
-	bundle_build "$EXAMPLE" "$TEST_TMP/php-8.2-motd" "$TEST_TMP/c.slate" >/dev/null &&
+	build_with "$EXAMPLE" "$TEST_TMP/php-8.2-motd" "$TEST_TMP/c.slate" >/dev/null &&
 	"$SLATE_BUNDLE" diff "$A" "$TEST_TMP/c.slate" >"$TEST_TMP/cdiff.txt" &&
 	grep -qxF -- "+ etc/motd" "$TEST_TMP/cdiff.txt" &&
 	grep -qxF -- "1 added, 0 removed, 0 changed; runtime changed" "$TEST_TMP/cdiff.txt" &&
@@ -154,7 +145,7 @@ test_expect_success 'diff against an image whose description changed (no file ch
 	python3 -c "import json, sys
 d = json.load(open(sys.argv[1])); d[\"health\"][\"timeout\"] = 31
 json.dump(d, open(sys.argv[1], \"w\"), indent=2)" "$TEST_TMP/php-8.2-health/image.json" &&
-	bundle_build "$EXAMPLE" "$TEST_TMP/php-8.2-health" "$TEST_TMP/d.slate" >/dev/null &&
+	build_with "$EXAMPLE" "$TEST_TMP/php-8.2-health" "$TEST_TMP/d.slate" >/dev/null &&
 	"$SLATE_BUNDLE" diff "$A" "$TEST_TMP/d.slate" >"$TEST_TMP/ddiff.txt" &&
 	grep -qxF -- "0 added, 0 removed, 0 changed; runtime changed" "$TEST_TMP/ddiff.txt"
 '

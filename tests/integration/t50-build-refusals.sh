@@ -4,19 +4,9 @@
 # (a refused build writes nothing: no output, no temp file, an existing
 # bundle unchanged), and the command line of every command.
 . "$(dirname "$0")/../lib.sh"
-FIXTURES=$SLATE_TOP/tests/fixtures
-EXAMPLE=$SLATE_TOP/examples/craft-site
-IMAGE=$TEST_TMP/php-8.2
-KEY=$TEST_TMP/test.key PUB=$TEST_TMP/test.key.pub
-GOOD=$TEST_TMP/good.slate
-export SOURCE_DATE_EPOCH=1700000000
+. "$(dirname "$0")/bundle-lib.sh"
 committed_image_sum=$(sha256sum <"$SLATE_TOP/images/php-8.2/image.json")
 
-bundle_build() { # SRC OUT [OPTIONS...]
-	local src=$1 out=$2
-	shift 2
-	"$SLATE_BUNDLE" build "$src" --image "$IMAGE" --key "$KEY" -o "$out" "$@"
-}
 # site NAME: a fresh copy of the example project at $TEST_TMP/NAME.
 site() {
 	cp -a "$EXAMPLE" "$TEST_TMP/$1"
@@ -45,9 +35,8 @@ members() {
 }
 
 test_expect_success 'setup: keys, a repinned image copy, the example bundle' '
-	cp "$FIXTURES/test.key" "$FIXTURES/test.key.pub" "$TEST_TMP/" &&
-	chmod 600 "$KEY" &&
-	cp -a "$SLATE_TOP/images/php-8.2" "$IMAGE" &&
+	copy_keys &&
+	copy_image &&
 	bundle_build "$EXAMPLE" "$GOOD" --repin >/dev/null 2>&1 &&
 	cp "$IMAGE/image.json" "$TEST_TMP/image.json.pinned"
 '

@@ -5,20 +5,10 @@
 # script) on the good bundle and on forgeries, where it must refuse what
 # slate-bundle verify refuses.
 . "$(dirname "$0")/../lib.sh"
-FIXTURES=$SLATE_TOP/tests/fixtures
-EXAMPLE=$SLATE_TOP/examples/craft-site
-IMAGE=$TEST_TMP/php-8.2 SMALL_IMAGE=$TEST_TMP/php-8.2-small
-KEY=$TEST_TMP/test.key PUB=$TEST_TMP/test.key.pub
-OTHER=$TEST_TMP/other.key OTHER_PUB=$TEST_TMP/other.key.pub
-GOOD=$TEST_TMP/good.slate BASE=$TEST_TMP/base.slate
+. "$(dirname "$0")/bundle-lib.sh"
+BASE=$TEST_TMP/base.slate
 STOCK_VERIFY=$SLATE_TOP/tests/stock-verify.sh
-export SOURCE_DATE_EPOCH=1700000000
 
-bundle_build() { # SRC IMAGE OUT [OPTIONS...]
-	local src=$1 image=$2 out=$3
-	shift 3
-	"$SLATE_BUNDLE" build "$src" --image "$image" --key "$KEY" -o "$out" "$@"
-}
 # stock_refuses CASE [--key K] REGEX: forge CASE from the base bundle;
 # both stock-verify.sh and slate-bundle verify must refuse it (exit 1).
 stock_refuses() {
@@ -33,15 +23,11 @@ stock_refuses() {
 }
 
 test_expect_success 'setup: keys, the example bundle, a small base bundle for forging' '
-	cp "$FIXTURES/test.key" "$FIXTURES/test.key.pub" "$FIXTURES/other.key" "$FIXTURES/other.key.pub" "$TEST_TMP/" &&
-	chmod 600 "$KEY" "$OTHER" &&
-	cp -a "$SLATE_TOP/images/php-8.2" "$IMAGE" &&
-	bundle_build "$EXAMPLE" "$IMAGE" "$GOOD" --repin >"$TEST_TMP/good.id" 2>/dev/null &&
-	cp -a "$IMAGE" "$SMALL_IMAGE" &&
-	python3 -c "import json, sys
-d = json.load(open(sys.argv[1])); d[\"paths\"] = []
-json.dump(d, open(sys.argv[1], \"w\"), indent=2)" "$SMALL_IMAGE/image.json" &&
-	bundle_build "$EXAMPLE" "$SMALL_IMAGE" "$BASE" >"$TEST_TMP/base.id"
+	copy_keys &&
+	copy_image &&
+	build_with "$EXAMPLE" "$IMAGE" "$GOOD" --repin >"$TEST_TMP/good.id" 2>/dev/null &&
+	make_small_image &&
+	build_with "$EXAMPLE" "$SMALL_IMAGE" "$BASE" >"$TEST_TMP/base.id"
 '
 
 test_expect_success 'the FORMAT.md recipe, step by step, verifies the example bundle' '
