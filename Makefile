@@ -1,6 +1,6 @@
 # slate: plain Makefile. `make` builds build/slate-bundle and build/slate;
 # `make test` installs what is missing (make deps), builds and runs every
-# test; `make check-asan` runs the unit tests under ASan + UBSan.
+# test; `make check-asan` runs every test against an ASan + UBSan build.
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -101,8 +101,8 @@ integration: all probes
 
 check-asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-		EXTRA_LDFLAGS="-fsanitize=address,undefined" HARDEN="-fPIE" all unit-bins
-	@BUILD=build-asan tests/run.sh unit
+		EXTRA_LDFLAGS="-fsanitize=address,undefined" HARDEN="-fPIE" all unit-bins probes
+	@BUILD=build-asan SANITIZERS=1 tests/run.sh
 
 valgrind: all unit-bins
 	@VALGRIND=1 tests/run.sh unit

@@ -35,7 +35,6 @@
 #include "slate/json.h"
 
 #define MAX_GENS 4
-#define MAX_CLIENTS 16
 #define MAX_PORTS 16
 #define MAX_POLL 128
 
@@ -91,7 +90,6 @@ struct monitor {
 	size_t nconnects;
 	bool connects_off;
 	int ctl, sfd, host_netns;
-	int clients[MAX_CLIENTS];
 	struct relay *relay;
 	struct logfile *log;
 	unsigned next_id, restarts;
@@ -862,21 +860,25 @@ static void drain_tick(struct monitor *m)
 
 enum pkind { P_SIG, P_CTL, P_PORT, P_CONN, P_RELAY, P_OUT, P_ERR, P_HEALTH, P_WAITER };
 
+/* A poll set names what it polls by identity (a generation's id, never
+ * reused; an index), not by pointer: a handler may free a generation, or
+ * close an fd whose number the next accept takes, before the rest of the
+ * round is handled. */
 struct pset {
 	struct pollfd fds[MAX_POLL];
 	enum pkind kind[MAX_POLL];
-	void *ptr[MAX_POLL];
+	unsigned gen[MAX_POLL];
 	size_t idx[MAX_POLL];
 	int n;
 };
 
-static void padd(struct pset *s, int fd, short ev, enum pkind k, void *ptr, size_t idx)
+static void padd(struct pset *s, int fd, short ev, enum pkind k, unsigned gen, size_t idx)
 {
 	if (fd < 0 || s->n == MAX_POLL)
 		return;
 	s->fds[s->n] = (struct pollfd){ fd, ev, 0 };
 	s->kind[s->n] = k;
-	s->ptr[s->n] = ptr;
+	s->gen[s->n] = gen;
 	s->idx[s->n] = idx;
 	s->n++;
 }
@@ -884,24 +886,24 @@ static void padd(struct pset *s, int fd, short ev, enum pkind k, void *ptr, size
 static void build_pollset(struct monitor *m, struct pset *s)
 {
 	s->n = 0;
-	padd(s, m->sfd, POLLIN, P_SIG, NULL, 0);
-	padd(s, m->ctl, POLLIN, P_CTL, NULL, 0);
-	padd(s, relay_epoll_fd(m->relay), POLLIN, P_RELAY, NULL, 0);
+	padd(s, m->sfd, POLLIN, P_SIG, 0, 0);
+	padd(s, m->ctl, POLLIN, P_CTL, 0, 0);
+	padd(s, relay_epoll_fd(m->relay), POLLIN, P_RELAY, 0, 0);
 	for (size_t i = 0; i < m->nports; i++)
-		padd(s, m->ports[i].fd, POLLIN, P_PORT, &m->ports[i], i);
+		padd(s, m->ports[i].fd, POLLIN, P_PORT, 0, i);
 	for (int k = 0; k < MAX_GENS; k++) {
 		struct gen *g = m->gens[k];
 		if (g == NULL)
 			continue;
-		padd(s, g->out, POLLIN, P_OUT, g, 0);
-		padd(s, g->err, POLLIN, P_ERR, g, 0);
+		padd(s, g->out, POLLIN, P_OUT, g->id, 0);
+		padd(s, g->err, POLLIN, P_ERR, g->id, 0);
 		for (size_t i = 0; i < m->nconnects; i++)
-			padd(s, g->listen[i], POLLIN, P_CONN, g, i);
+			padd(s, g->listen[i], POLLIN, P_CONN, g->id, i);
 	}
 	if (m->health.fd >= 0)
-		padd(s, m->health.fd, m->health.state == 1 ? POLLOUT : POLLIN, P_HEALTH, NULL, 0);
+		padd(s, m->health.fd, m->health.state == 1 ? POLLOUT : POLLIN, P_HEALTH, 0, 0);
 	if (m->health.client >= 0)
-		padd(s, m->health.client, POLLIN | POLLRDHUP, P_WAITER, NULL, 0);
+		padd(s, m->health.client, POLLIN | POLLRDHUP, P_WAITER, 0, 0);
 }
 
 static void on_ctl(struct monitor *m)
@@ -938,25 +940,65 @@ static void on_signal(struct monitor *m)
 	}
 }
 
+static struct gen *gen_by_id(struct monitor *m, unsigned id)
+{
+	for (int i = 0; i < MAX_GENS; i++)
+		if (m->gens[i] && m->gens[i]->id == id)
+			return m->gens[i];
+	return NULL;
+}
+
+/* The fd entry i polled, if it still holds it now (earlier handlers of
+ * this round may have closed it, or freed its generation): the one place
+ * an entry's owner is looked up. */
+static int *entry_fd(struct monitor *m, const struct pset *s, int i)
+{
+	struct gen *g = s->gen[i] ? gen_by_id(m, s->gen[i]) : NULL;
+	size_t k = s->idx[i];
+	int *fd = NULL;
+
+	switch (s->kind[i]) {
+	case P_SIG: fd = &m->sfd; break;
+	case P_CTL: fd = &m->ctl; break;
+	case P_RELAY: return NULL; /* not an fd of ours to check: the relay's own */
+	case P_PORT: fd = k < m->nports ? &m->ports[k].fd : NULL; break;
+	case P_CONN: fd = g && k < m->nconnects ? &g->listen[k] : NULL; break;
+	case P_OUT: fd = g ? &g->out : NULL; break;
+	case P_ERR: fd = g ? &g->err : NULL; break;
+	case P_HEALTH: fd = &m->health.fd; break;
+	case P_WAITER: fd = &m->health.client; break;
+	}
+	return fd && *fd == s->fds[i].fd ? fd : NULL;
+}
+
 static void dispatch(struct monitor *m, struct pset *s)
 {
 	for (int i = 0; i < s->n; i++) {
 		short re = s->fds[i].revents;
+		int *fd;
+
 		if (re == 0)
 			continue;
+		if (s->kind[i] == P_RELAY) {
+			relay_dispatch(m->relay, 0);
+			continue;
+		}
+		fd = entry_fd(m, s, i);
+		if (fd == NULL)
+			continue; /* gone since the poll: the next round sees what is there now */
 		switch (s->kind[i]) {
 		case P_SIG: on_signal(m); break;
 		case P_CTL: on_ctl(m); break;
-		case P_PORT: accept_port(m, s->ptr[i]); break;
-		case P_CONN: accept_connect(m, s->ptr[i], s->idx[i]); break;
-		case P_RELAY: relay_dispatch(m->relay, 0); break;
-		case P_OUT: pump_log(m, &((struct gen *)s->ptr[i])->out, "out"); break;
-		case P_ERR: pump_log(m, &((struct gen *)s->ptr[i])->err, "err"); break;
+		case P_PORT: accept_port(m, &m->ports[s->idx[i]]); break;
+		case P_CONN: accept_connect(m, gen_by_id(m, s->gen[i]), s->idx[i]); break;
+		case P_OUT: pump_log(m, fd, "out"); break;
+		case P_ERR: pump_log(m, fd, "err"); break;
 		case P_HEALTH: health_io(m, re); break;
 		case P_WAITER:
 			if (m->health.g)
 				deploy_fail(m, "the deploy command went away before the switch");
 			break;
+		case P_RELAY: break;
 		}
 	}
 }
@@ -1043,7 +1085,7 @@ static void resume(struct monitor *m)
 
 static int monitor_init(struct monitor *m, slate_error_t *err)
 {
-	m->health.fd = m->health.client = m->stop_client = m->ctl = m->sfd = -1;
+	m->health.fd = m->health.client = m->stop_client = m->ctl = m->sfd = m->host_netns = -1;
 	m->backoff = 1;
 	m->options = app_load(m->p.app_json, err);
 	if (m->options == NULL)
@@ -1059,6 +1101,22 @@ static int monitor_init(struct monitor *m, slate_error_t *err)
 	if (load_network(m, err) < 0 || open_ports(m, err) < 0 || listen_ctl(m, err) < 0 || setup_signals(m, err) < 0)
 		return -1;
 	return 0;
+}
+
+static void monitor_free(struct monitor *m)
+{
+	free_network(m);
+	free(m->restart_bundle);
+	if (m->ctl >= 0)
+		close(m->ctl);
+	if (m->sfd >= 0)
+		close(m->sfd);
+	if (m->host_netns >= 0)
+		close(m->host_netns);
+	logfile_close(m->log);
+	relay_free(m->relay);
+	json_decref(m->options);
+	app_paths_free(&m->p);
 }
 
 int monitor_main(struct slate_ctx *ctx, const char *app)
@@ -1080,6 +1138,8 @@ int monitor_main(struct slate_ctx *ctx, const char *app)
 	if (monitor_init(&m, &err) < 0) {
 		if (m.log)
 			logfile_note(m.log, "monitor: %s", err.msg);
+		monitor_free(&m);
+		close(lock);
 		return report(&err);
 	}
 	note(&m, "monitor started (%s)", app);
@@ -1087,10 +1147,7 @@ int monitor_main(struct slate_ctx *ctx, const char *app)
 	write_running(&m);
 	r = run_loop(&m);
 	note(&m, "monitor stopped (%s)", app);
-	logfile_close(m.log);
-	relay_free(m.relay);
-	json_decref(m.options);
-	app_paths_free(&m.p);
+	monitor_free(&m);
 	close(lock);
 	return r < 0 ? SLATE_EXIT_SYSTEM : 0;
 }

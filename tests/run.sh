@@ -57,6 +57,29 @@ run_unit() {
 	done
 }
 
+# With SANITIZERS=1 (make check-asan) every slate process of an integration
+# script reports to a file (a monitor's stderr is its log, not the
+# terminal); any report fails that script. (Unit tests report on stderr:
+# some interpose libc calls that a report file's set-up would run into.)
+san_dir=$log_dir/sanitizers
+san_env=()
+if [ "${SANITIZERS:-0}" = 1 ]; then
+	mkdir -p "$san_dir"
+	san_env=("ASAN_OPTIONS=log_path=$san_dir/asan:detect_leaks=1"
+		"UBSAN_OPTIONS=log_path=$san_dir/ubsan:print_stacktrace=1:halt_on_error=1")
+fi
+
+sanitizer_reports() { # out: a failure per report, then the reports are gone
+	local f
+	[ "${SANITIZERS:-0}" = 1 ] || return 0
+	for f in "$san_dir"/*; do
+		[ -f "$f" ] || continue
+		echo "not ok - sanitizer report $(basename "$f")" >>"$1"
+		head -n 40 "$f" | sed 's/^/#   /' >>"$1"
+		rm -f "$f"
+	done
+}
+
 run_integration() {
 	local t name out rc
 	for t in tests/integration/t*.sh; do
@@ -64,8 +87,9 @@ run_integration() {
 		name=$(basename "$t" .sh)
 		[ -n "$pattern" ] && [[ $name != *$pattern* ]] && continue
 		out=$log_dir/$name.log
-		SLATE_TOP=$top SLATE_BUILD=$top/$build bash "$t" >"$out" 2>&1
+		env "${san_env[@]}" SLATE_TOP=$top SLATE_BUILD=$top/$build bash "$t" >"$out" 2>&1
 		rc=$?
+		sanitizer_reports "$out"
 		printf '%-40s %s\n' "integration/$name" "$(grep -cE '^ok ' "$out") ok, $(grep -cE '^not ok ' "$out") not ok, $(grep -ciE '^skip ' "$out") skipped"
 		grep -iE '^skip - ' "$out" | sed 's/^/    /'
 		count_output "integration/$name" "$out" "$rc"

@@ -208,6 +208,13 @@ get() { # PORT PATH
 	curl -s -m 10 -o "$TEST_TMP/body" -w '%{http_code}' "http://127.0.0.1:$1/${2#/}" || true
 }
 
+# app_log_tail APP: the last lines of the app's log (monitor and
+# instance), on stderr: what a failing case shows besides its own output.
+app_log_tail() {
+	echo "--- last lines of $ROOT/apps/$1/logs/current.log:" >&2
+	tail -n 20 "$ROOT/apps/$1/logs/current.log" >&2 || true
+}
+
 wait_http() { # PORT [CODE]
 	local i code
 	for i in $(seq 100); do

@@ -16,7 +16,7 @@ CONC=t81conc
 page_is() {
 	local code
 	code=$(get "$1" /)
-	[ "$code" = 200 ] || { echo "GET / on $1: $code" >&2; return 1; }
+	[ "$code" = 200 ] || { echo "GET / on $1: $code" >&2; app_log_tail "$APP"; return 1; }
 	grep -q "PHP 8\.2\." "$TEST_TMP/body" || { echo "no PHP 8.2 page" >&2; return 1; }
 	case $2 in
 	v1) if grep -q "Version t" "$TEST_TMP/body"; then echo "not v1" >&2; return 1; fi ;;
