@@ -1,4 +1,6 @@
-# slate: plain Makefile. `make` builds build/slate-bundle and build/slate;
+# slate: plain Makefile. `make` builds build/slate-bundle, build/slate and
+# build/slate-monitor (the per-app monitor, which slate runs from its own
+# directory);
 # `make test` installs what is missing (make deps), builds and runs every
 # test; `make check-asan` runs every test against an ASan + UBSan build.
 
@@ -20,16 +22,32 @@ DEPS := $(DEPS_BUILD) $(DEPS_RUNTIME) $(DEPS_TEST) $(DEPS_BENCH)
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# slate-monitor, one per running app, is linked statically with only what
+# it runs (sections nobody calls are dropped; neither libarchive nor
+# libcrypto is linked, so the link fails if a monitor path ever needs
+# them): its resident memory is its own few pages, not the shared
+# libraries' relocations. MONITOR_LINK=dynamic for sanitizer builds.
+MONITOR_LINK ?= static
+MONITOR_PKGS := jansson libcap libseccomp
+ifeq ($(MONITOR_LINK),static)
+MONITOR_LDFLAGS := -static-pie -Wl,--gc-sections
+MONITOR_LIBS := $(shell pkg-config --static --libs $(MONITOR_PKGS) 2>/dev/null)
+else
+MONITOR_LDFLAGS := -pie -Wl,--gc-sections
+MONITOR_LIBS := $(PKG_LIBS)
+endif
 
 WARN := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral -Werror
 HARDEN := -D_FORTIFY_SOURCE=3 -fstack-protector-strong -fPIE
 OPT ?= -O2 -g
-CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(HARDEN) -Iinclude $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(HARDEN) -ffunction-sections -fdata-sections -Iinclude \
+	$(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS_ALL := -pie -Wl,-z,relro,-z,now -pthread $(EXTRA_LDFLAGS)
 
 LIB_SRC := $(wildcard lib/*.c)
 BUNDLER_SRC := $(wildcard bundler/*.c)
-RUNTIME_SRC := $(wildcard runtime/*.c)
+MONITOR_MAIN := runtime/monitor_main.c
+RUNTIME_SRC := $(filter-out $(MONITOR_MAIN),$(wildcard runtime/*.c))
 RUNTIME_ASM := $(wildcard runtime/*.S)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 # Shared helpers of the unit tests (tmp dirs, files), if any.
@@ -48,9 +66,10 @@ include tests/probe/Makefile.inc
 
 .PHONY: all deps test unit integration check-asan valgrind install clean format-check demo bench
 
-all: $(BUILD)/slate-bundle $(BUILD)/slate
+all: $(BUILD)/slate-bundle $(BUILD)/slate $(BUILD)/slate-monitor
 
-$(BUILD)/%.o: %.c
+# Objects follow the flags: they depend on this Makefile too.
+$(BUILD)/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c -o $@ $<
 
@@ -71,6 +90,9 @@ $(BUILD)/slate-bundle: $(BUNDLER_OBJ) $(BUILD)/libslate.a
 
 $(BUILD)/slate: $(RUNTIME_OBJ) $(BUILD)/libslate.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/slate-monitor: $(BUILD)/runtime/monitor_main.o $(RUNTIME_LIB_OBJ) $(BUILD)/libslate.a
+	$(CC) $(MONITOR_LDFLAGS) -Wl,-z,relro,-z,now -pthread $(EXTRA_LDFLAGS) -o $@ $^ $(MONITOR_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(UNIT_HELPERS) $(BUNDLER_LIB_OBJ) $(RUNTIME_LIB_OBJ) $(BUILD)/libslate.a
 	@mkdir -p $(dir $@)
@@ -101,7 +123,7 @@ integration: all probes
 
 check-asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-		EXTRA_LDFLAGS="-fsanitize=address,undefined" HARDEN="-fPIE" all unit-bins probes
+		EXTRA_LDFLAGS="-fsanitize=address,undefined" HARDEN="-fPIE" MONITOR_LINK=dynamic all unit-bins probes
 	@BUILD=build-asan SANITIZERS=1 tests/run.sh
 
 valgrind: all unit-bins
@@ -113,12 +135,12 @@ demo: deps
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(BUILD)/slate-bundle $(BUILD)/slate $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(BUILD)/slate-bundle $(BUILD)/slate $(BUILD)/slate-monitor $(DESTDIR)$(PREFIX)/bin/
 
 format-check:
-	@clang-format --dry-run --Werror $(LIB_SRC) $(BUNDLER_SRC) $(RUNTIME_SRC) include/slate/*.h
+	@clang-format --dry-run --Werror $(LIB_SRC) $(BUNDLER_SRC) $(RUNTIME_SRC) $(MONITOR_MAIN) include/slate/*.h
 
 clean:
 	rm -rf build build-asan
 
--include $(LIB_OBJ:.o=.d) $(BUNDLER_OBJ:.o=.d) $(RUNTIME_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(BUNDLER_OBJ:.o=.d) $(RUNTIME_OBJ:.o=.d) $(BUILD)/runtime/monitor_main.d

@@ -40,9 +40,9 @@ if [ ! -x build/slate ] || [ ! -x build/slate-bundle ]; then
 fi
 
 WORK=$(mktemp -d /tmp/slate-bench-apps.XXXXXX)
-# A private copy of the binaries: a monitor re-executes /proc/self/exe, and a
-# rebuild of build/ during the run must not change what is measured.
-cp build/slate build/slate-bundle "$WORK/"
+# A private copy of the binaries: slate runs the slate-monitor beside it, and
+# a rebuild of build/ during the run must not change what is measured.
+cp build/slate build/slate-monitor build/slate-bundle "$WORK/"
 SLATE=("$WORK/slate" --root "$WORK/root" --run-dir "$WORK/run")
 SB=$WORK/slate-bundle
 apps=()
@@ -56,11 +56,12 @@ cleanup() {
 	for a in "${apps[@]}"; do
 		"${SLATE[@]}" rm "$a" >/dev/null 2>&1
 	done
-	# Leftovers: processes running our private copy of slate (monitors,
-	# instance inits; an init's death ends its pid namespace), by pid.
-	local left=()
+	# Leftovers: processes running our private copies (monitors, instance
+	# inits; an init's death ends its pid namespace), by pid.
+	local left=() exe
 	for d in /proc/[0-9]*; do
-		[ "$(readlink "$d/exe" 2>/dev/null)" = "$WORK/slate" ] && left+=("${d#/proc/}")
+		exe=$(readlink "$d/exe" 2>/dev/null)
+		case $exe in "$WORK/slate" | "$WORK/slate-monitor") left+=("${d#/proc/}") ;; esac
 	done
 	if [ ${#left[@]} -gt 0 ]; then
 		echo "cleanup: killing leftover slate processes ${left[*]}" >&2

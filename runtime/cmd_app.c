@@ -613,11 +613,3 @@ int cmd_gc(struct slate_ctx *ctx, int argc, char **argv)
 	return 0;
 }
 
-int cmd_monitor(struct slate_ctx *ctx, int argc, char **argv)
-{
-	slate_error_t err = { 0 };
-
-	if (argc != 2 || app_check_name(argv[1], &err) < 0)
-		return usage_error("slate __monitor APP", "internal command");
-	return monitor_main(ctx, argv[1]);
-}

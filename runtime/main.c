@@ -15,7 +15,7 @@
 #include "slate/util.h"
 #include "store.h"
 
-enum { NEEDS_ROOT = 1, HIDDEN = 2 };
+enum { NEEDS_ROOT = 1 };
 
 struct command {
 	const char *name;
@@ -44,7 +44,6 @@ static const struct command commands[] = {
 	{ "connect", cmd_connect, NEEDS_ROOT, "switch an app's granted services on or off" },
 	{ "gc", cmd_gc, NEEDS_ROOT, "remove stored bundles no recent release uses" },
 	{ "audit", cmd_audit, NEEDS_ROOT, "show the audit log" },
-	{ "__monitor", cmd_monitor, NEEDS_ROOT | HIDDEN, "the per-app monitor (internal)" },
 };
 
 static const char usage[] = "slate [--root DIR] [--run-dir DIR] COMMAND [OPTIONS]";
@@ -53,8 +52,7 @@ static void help(FILE *out)
 {
 	fprintf(out, "usage: %s\n\ncommands:\n", usage);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (!(commands[i].flags & HIDDEN))
-			fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+		fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
 	fputs("\nglobal options:\n"
 	      "  --root DIR     state and store (default " SLATE_DEFAULT_ROOT ")\n"
 	      "  --run-dir DIR  runtime sockets and locks (default " SLATE_DEFAULT_RUN_DIR ")\n\n"
@@ -132,7 +130,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "slate: `%s` needs root\n", cmd->name);
 			return SLATE_EXIT_USAGE;
 		}
-		if ((cmd->flags & NEEDS_ROOT) && !(cmd->flags & HIDDEN))
+		if (cmd->flags & NEEDS_ROOT)
 			cleanup_leftovers(&ctx);
 		return cmd->fn(&ctx, cargc, cargv);
 	}

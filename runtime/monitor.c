@@ -8,6 +8,7 @@
  * except an HTTP status line of its health check. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -1168,16 +1169,44 @@ bool monitor_alive(const struct slate_ctx *ctx, const char *app)
 	return alive;
 }
 
-/* Detach: a new session, no terminal, stdio on /dev/null, a fresh exec of
- * slate itself; the CLI waits for the socket to answer. */
+/* slate-monitor, beside the running slate executable (both are installed
+ * in one directory). */
+static char *monitor_exe(slate_error_t *err)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char *slash, *exe;
+
+	if (n < 0)
+		return slate_error_sys(err, errno, "readlink `/proc/self/exe`"), NULL;
+	self[n] = '\0';
+	slash = strrchr(self, '/');
+	if (slash == NULL)
+		return slate_error_fail(err, "the path of slate itself, `%s`, has no directory", self), NULL;
+	*slash = '\0';
+	exe = xasprintf("%s/slate-monitor", self);
+	if (access(exe, X_OK) < 0) {
+		slate_error_sys(err, errno, "the monitor executable `%s`", exe);
+		free(exe);
+		return NULL;
+	}
+	return exe;
+}
+
+/* Detach: a new session, no terminal, stdio on /dev/null, an exec of
+ * slate-monitor; the CLI waits for the socket to answer. */
 int monitor_spawn(const struct slate_ctx *ctx, const char *app, slate_error_t *err)
 {
 	struct app_paths p;
+	cleanup_free char *exe = NULL;
 	pid_t pid;
 	int r = -1;
 
 	if (monitor_alive(ctx, app))
 		return 0;
+	exe = monitor_exe(err);
+	if (exe == NULL)
+		return -1;
 	app_paths(ctx, app, &p);
 	pid = fork();
 	if (pid < 0) {
@@ -1191,8 +1220,7 @@ int monitor_spawn(const struct slate_ctx *ctx, const char *app, slate_error_t *e
 		dup2(null, 0);
 		dup2(null, 1);
 		dup2(null, 2);
-		execl("/proc/self/exe", "slate", "--root", ctx->root, "--run-dir", ctx->run_dir, "__monitor", app,
-		      (char *)NULL);
+		execl(exe, "slate-monitor", "--root", ctx->root, "--run-dir", ctx->run_dir, app, (char *)NULL);
 		_exit(127);
 	}
 	waitpid(pid, NULL, 0);

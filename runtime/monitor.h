@@ -15,8 +15,8 @@
 #define LOG_KEEP 3
 
 /* Start the monitor of app in the background (double fork, new session,
- * stdio to /dev/null) and wait until its socket answers. No-op when one is
- * alive. */
+ * stdio to /dev/null, slate-monitor from slate's own directory) and wait
+ * until its socket answers. No-op when one is alive. */
 int monitor_spawn(const struct slate_ctx *ctx, const char *app, slate_error_t *err);
 /* Is the app's monitor alive (its lock held)? */
 bool monitor_alive(const struct slate_ctx *ctx, const char *app);
@@ -24,7 +24,7 @@ bool monitor_alive(const struct slate_ctx *ctx, const char *app);
 int monitor_check_spec(const char *s, slate_error_t *err);
 /* The host port of a -p spec (0 if it is not one). */
 int monitor_spec_host_port(const char *s);
-/* The monitor's main (the hidden command `slate __monitor APP`). */
+/* The monitor's main (slate-monitor, runtime/monitor_main.c). */
 int monitor_main(struct slate_ctx *ctx, const char *app);
 
 #endif

@@ -19,7 +19,6 @@
 #endif
 
 #include "seccomp.h"
-#include "slate/hash.h"
 #include "slate/json.h"
 #include "slate/util.h"
 
@@ -670,26 +669,48 @@ out:
 
 /* ---- the cache ---- */
 
-static int cache_key(const char *bytes, size_t len, char hex[65], slate_error_t *err)
+/* A cache file: this header, the key (everything the program depends on),
+ * zero padding to a whole instruction, then the program. The key is
+ * compared byte for byte on every load, so the file name (an index, not a
+ * digest) never decides which program runs. */
+#define CACHE_MAGIC "slate-seccomp\n\0\0"
+struct cache_header {
+	char magic[16];
+	uint64_t key_len;
+};
+
+/* The key: the compiler's version, libseccomp's, the ABI list, then the
+ * profile's bytes. */
+static char *cache_key(const char *bytes, size_t len, size_t *key_len)
 {
 	const struct scmp_version *v = seccomp_version();
 	cleanup_free char *head = xasprintf("%s\nlibseccomp %u.%u.%u\n%s\n", SLATE_SECCOMP_COMPILER, v->major, v->minor,
 					    v->micro, ARCH_LIST);
-	slate_sha256_t h = { 0 };
-	unsigned char out[SLATE_SHA256_LEN];
-	int r;
+	size_t hlen = strlen(head) + 1;
+	char *key = xmalloc(hlen + len);
 
-	if (slate_sha256_init(&h, err) < 0)
-		return -1;
-	r = slate_sha256_update(&h, head, strlen(head) + 1, err);
-	if (r == 0)
-		r = slate_sha256_update(&h, bytes, len, err);
-	if (r == 0)
-		r = slate_sha256_final(&h, out, err);
-	slate_sha256_free(&h);
-	if (r == 0)
-		slate_hex(out, sizeof(out), hex);
-	return r;
+	memcpy(key, head, hlen);
+	memcpy(key + hlen, bytes, len);
+	*key_len = hlen + len;
+	return key;
+}
+
+/* The file's name: FNV-1a (64 bits) of the key. Two keys with one name
+ * only take turns in the file; the key inside tells them apart. */
+static void cache_index(const char *key, size_t len, char out[SLATE_SECCOMP_INDEX_LEN + 1])
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)key[i]) * 0x100000001b3ULL;
+	snprintf(out, SLATE_SECCOMP_INDEX_LEN + 1, "%016" PRIx64, h);
+}
+
+static size_t cache_prefix_len(size_t key_len)
+{
+	size_t n = sizeof(struct cache_header) + key_len;
+
+	return (n + sizeof(struct sock_filter) - 1) / sizeof(struct sock_filter) * sizeof(struct sock_filter);
 }
 
 /* The cache holds code that will run in every instance's kernel context
@@ -729,41 +750,63 @@ static bool plausible_program(const struct sock_filter *f, size_t n)
 	return true;
 }
 
-/* Load a cached program if it is ours and plausible; false means recompile.
- * Not a proof of integrity (the directory's ownership is): a check that a
- * truncated, foreign or misplaced file is never handed to the kernel. */
-static bool cache_load(const char *path, struct sock_fprog *prog)
+/* The program of a cache file, if the file is ours, holds this very key
+ * and a plausible program; false means recompile. Not a proof of
+ * integrity (the directory's ownership is): a check that a truncated,
+ * foreign or misplaced file is never handed to the kernel. */
+static bool cache_load(const char *path, const char *key, size_t key_len, struct sock_fprog *prog)
 {
 	cleanup_close int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	size_t prefix = cache_prefix_len(key_len), max = prefix + BPF_MAXINSNS * sizeof(struct sock_filter), len = 0, n;
 	cleanup_free char *buf = NULL;
+	struct cache_header h;
 	struct sock_filter *f;
 	struct stat st;
-	size_t len = 0, n;
 
 	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
 		return false;
-	if (st.st_size <= 0 || (size_t)st.st_size > BPF_MAXINSNS * sizeof(struct sock_filter) ||
-	    st.st_size % sizeof(struct sock_filter) != 0)
+	if ((size_t)st.st_size <= prefix || (size_t)st.st_size > max || ((size_t)st.st_size - prefix) % sizeof(*f) != 0)
 		return false;
-	buf = slate_read_fd(fd, path, BPF_MAXINSNS * sizeof(struct sock_filter), &len, NULL);
+	buf = slate_read_fd(fd, path, max, &len, NULL);
 	if (buf == NULL || len != (size_t)st.st_size)
 		return false;
-	f = (struct sock_filter *)(void *)buf;
-	n = len / sizeof(*f);
-	if (!plausible_program(f, n))
+	memcpy(&h, buf, sizeof(h));
+	if (memcmp(h.magic, CACHE_MAGIC, sizeof(h.magic)) != 0 || h.key_len != key_len ||
+	    memcmp(buf + sizeof(h), key, key_len) != 0)
 		return false;
+	n = (len - prefix) / sizeof(*f);
+	f = xmalloc(n * sizeof(*f));
+	memcpy(f, buf + prefix, n * sizeof(*f));
+	if (!plausible_program(f, n)) {
+		free(f);
+		return false;
+	}
 	prog->len = (unsigned short)n;
-	prog->filter = (struct sock_filter *)(void *)steal_pointer(&buf);
+	prog->filter = f;
 	return true;
+}
+
+static int cache_store(const char *path, const char *key, size_t key_len, const struct sock_fprog *prog,
+		       slate_error_t *err)
+{
+	size_t prefix = cache_prefix_len(key_len), len = prefix + prog->len * sizeof(struct sock_filter);
+	cleanup_free char *buf = xcalloc(1, len);
+	struct cache_header h = { .key_len = key_len };
+
+	memcpy(h.magic, CACHE_MAGIC, sizeof(h.magic));
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), key, key_len);
+	memcpy(buf + prefix, prog->filter, prog->len * sizeof(struct sock_filter));
+	return slate_write_file_atomic(path, buf, len, 0600, err);
 }
 
 int slate_seccomp_prepare(const char *profile_path, const char *cache_dir, struct slate_seccomp *out,
 			  slate_error_t *err)
 {
 	const char *name = profile_path ? profile_path : "(built-in default)";
-	cleanup_free char *owned = NULL, *path = NULL;
+	cleanup_free char *owned = NULL, *path = NULL, *key = NULL;
 	const char *bytes;
-	size_t len = 0;
+	size_t len = 0, key_len = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (profile_path) {
@@ -774,19 +817,18 @@ int slate_seccomp_prepare(const char *profile_path, const char *cache_dir, struc
 	} else {
 		bytes = slate_seccomp_default_profile(&len);
 	}
-	if (cache_key(bytes, len, out->hash, err) < 0)
-		return -1;
+	key = cache_key(bytes, len, &key_len);
+	cache_index(key, key_len, out->index);
 	if (cache_dir) {
 		if (cache_dir_check(cache_dir, err) < 0)
 			return -1;
-		path = xasprintf("%s/%s.bpf", cache_dir, out->hash);
-		if (cache_load(path, &out->prog))
+		path = xasprintf("%s/%s.bpf", cache_dir, out->index);
+		if (cache_load(path, key, key_len, &out->prog))
 			return out->from_cache = true, 0;
 	}
 	if (compile_profile(bytes, len, &out->prog, err) < 0)
 		return slate_error_wrap(err, "seccomp profile `%s`", name);
-	if (path && slate_write_file_atomic(path, out->prog.filter, out->prog.len * sizeof(struct sock_filter), 0600,
-					    err) < 0) {
+	if (path && cache_store(path, key, key_len, &out->prog, err) < 0) {
 		slate_seccomp_free(out);
 		return slate_error_wrap(err, "seccomp cache");
 	}

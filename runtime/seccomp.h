@@ -72,23 +72,26 @@
 
 /* Bump when the way a profile is compiled changes: it is part of the cache key. */
 #define SLATE_SECCOMP_COMPILER "slate-seccomp-1"
+#define SLATE_SECCOMP_INDEX_LEN 16
 
 struct slate_seccomp {
 	struct sock_fprog prog; /* filter owned by this struct */
-	char hash[65]; /* the cache key, hex */
+	char index[SLATE_SECCOMP_INDEX_LEN + 1]; /* the cache file's name, hex */
 	bool from_cache;
 };
 
 /* Compile (or load from the cache) the filter for a profile: profile_path
  * NULL = the built-in default. cache_dir NULL = no cache; else the compiled
- * program is kept in cache_dir/<key>.bpf, where key is the SHA-256 of
- * (SLATE_SECCOMP_COMPILER, libseccomp's version, the architecture list,
- * the profile bytes); written atomically, 0600, owned by the caller's euid.
+ * program is kept in cache_dir/<index>.bpf with its key (the compiler's
+ * version SLATE_SECCOMP_COMPILER, libseccomp's version, the architecture
+ * list, the profile bytes); index is a 64-bit FNV-1a of the key, a name
+ * and nothing more; written atomically, 0600, owned by the caller's euid.
  * cache_dir is created 0700 if missing and must be a directory owned by
  * the caller and writable by nobody else. A cache file is used only if it
  * is a regular file owned by the caller, not accessible to group or others,
- * and a plausible program (whole instructions, 1..BPF_MAXINSNS of them,
- * ending in a return); anything else is recompiled and replaced.
+ * holds exactly this key (compared byte for byte) and a plausible program
+ * (whole instructions, 1..BPF_MAXINSNS of them, ending in a return);
+ * anything else is recompiled and replaced.
  * A bad profile is a refusal naming the problem. */
 int slate_seccomp_prepare(const char *profile_path, const char *cache_dir, struct slate_seccomp *out,
 			  slate_error_t *err);

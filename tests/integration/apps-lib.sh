@@ -50,11 +50,11 @@ sl() { timeout -k 5 120 "$SLATE" --root "$ROOT" --run-dir "$RUN" "$@"; }
 # ---- cleanup, whatever failed ----
 
 # Monitors of this script's root (their command line is
-# `slate --root ROOT --run-dir RUN __monitor APP`), by pid.
+# `slate-monitor --root ROOT --run-dir RUN APP`), by pid.
 our_monitors() {
 	local p
 	for p in /proc/[0-9]*; do
-		tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "--root $ROOT --run-dir $RUN __monitor " &&
+		tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "slate-monitor --root $ROOT --run-dir $RUN " &&
 			echo "${p#/proc/}"
 	done
 	return 0

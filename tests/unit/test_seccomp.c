@@ -722,24 +722,36 @@ static void test_profile_minimal(void **state)
 
 static char *cache_path(const char *dir, const struct slate_seccomp *s)
 {
-	return xasprintf("%s/%s.bpf", dir, s->hash);
+	return xasprintf("%s/%s.bpf", dir, s->index);
 }
 
-static void assert_cache_file(const char *path, const struct slate_seccomp *s)
+static char *read_all(const char *path, size_t *len)
 {
 	slate_error_t err = { 0 };
-	size_t len = 0;
-	struct stat st;
-	cleanup_free char *bytes = slate_read_file(path, 1 << 20, &len, &err);
+	char *bytes = slate_read_file(path, 1 << 20, len, &err);
 
 	if (bytes == NULL)
 		fail_msg("%s", err.msg);
+	return bytes;
+}
+
+/* A cache file: 0600, ours, the header, the key (naming libseccomp and
+ * the profile), the program at the end. */
+static void assert_cache_file(const char *path, const struct slate_seccomp *s)
+{
+	size_t len = 0, plen = s->prog.len * sizeof(struct sock_filter);
+	cleanup_free char *bytes = read_all(path, &len);
+	struct stat st;
+
 	assert_int_equal(lstat(path, &st), 0);
 	assert_true(S_ISREG(st.st_mode));
 	assert_int_equal(st.st_mode & 07777, 0600);
 	assert_int_equal(st.st_uid, geteuid());
-	assert_int_equal(len, s->prog.len * sizeof(struct sock_filter));
-	assert_memory_equal(bytes, s->prog.filter, len);
+	assert_true(len > plen + 24);
+	assert_memory_equal(bytes, "slate-seccomp\n\0\0", 16);
+	assert_non_null(memmem(bytes, len - plen, "slate-seccomp-1\nlibseccomp ", 27));
+	assert_non_null(memmem(bytes, len - plen, "\"slate_seccomp\"", 15));
+	assert_memory_equal(bytes + len - plen, s->prog.filter, plen);
 }
 
 static void test_cache_reuse(void **state)
@@ -752,7 +764,7 @@ static void test_cache_reuse(void **state)
 
 	assert_int_equal(slate_seccomp_prepare(NULL, cache, &a, &err), 0);
 	assert_false(a.from_cache);
-	assert_int_equal(strlen(a.hash), 64);
+	assert_int_equal(strlen(a.index), 16);
 	assert_int_equal(stat(cache, &st), 0); /* created, 0700 */
 	assert_int_equal(st.st_mode & 07777, 0700);
 	path = cache_path(cache, &a);
@@ -760,7 +772,7 @@ static void test_cache_reuse(void **state)
 
 	assert_int_equal(slate_seccomp_prepare(NULL, cache, &b, &err), 0);
 	assert_true(b.from_cache);
-	assert_string_equal(a.hash, b.hash);
+	assert_string_equal(a.index, b.index);
 	assert_int_equal(a.prog.len, b.prog.len);
 	assert_memory_equal(a.prog.filter, b.prog.filter, a.prog.len * sizeof(struct sock_filter));
 
@@ -803,24 +815,35 @@ static void test_cache_ignores_bad_files(void **state)
 {
 	const char *dir = *state;
 	cleanup_free char *cache = xasprintf("%s/cache", dir), *path = NULL, *copy = xasprintf("%s/copy.bpf", dir);
+	cleanup_free char *good = NULL, *bad = NULL;
 	struct slate_seccomp s = { 0 };
 	slate_error_t err = { 0 };
-	size_t size;
-	char *junk;
+	size_t size, glen = 0, key_at = 24, prog_at;
 
 	assert_int_equal(slate_seccomp_prepare(NULL, cache, &s, &err), 0);
 	path = cache_path(cache, &s);
 	size = s.prog.len * sizeof(struct sock_filter);
-	junk = xcalloc(1, size + 4);
-	assert_cache_replaced(cache, path, junk, 13, 0600, NULL); /* not whole instructions */
-	assert_cache_replaced(cache, path, junk, size + 4, 0600, NULL); /* not whole instructions */
+	good = read_all(path, &glen);
+	prog_at = glen - size;
+	bad = xmalloc(glen);
+#define MUTATED(what) (memcpy(bad, good, glen), (what), bad)
 	assert_cache_replaced(cache, path, "", 0, 0600, NULL); /* empty */
-	assert_cache_replaced(cache, path, junk, size, 0600, NULL); /* not a program */
-	assert_cache_replaced(cache, path, s.prog.filter, size, 0644, NULL); /* readable by others */
-	assert_cache_replaced(cache, path, s.prog.filter, size - 8, 0600, NULL); /* truncated */
-	assert_int_equal(slate_write_file_atomic(copy, s.prog.filter, size, 0600, &err), 0);
+	assert_cache_replaced(cache, path, s.prog.filter, size, 0600, NULL); /* the bare program, no key */
+	assert_cache_replaced(cache, path, good, prog_at, 0600, NULL); /* the key, no program */
+	assert_cache_replaced(cache, path, good, glen - 3, 0600, NULL); /* not whole instructions */
+	assert_cache_replaced(cache, path, good, glen - 8, 0600, NULL); /* truncated: no final return */
+	assert_cache_replaced(cache, path, MUTATED(memset(bad + prog_at, 0, size)), glen, 0600,
+			      NULL); /* not a program */
+	assert_cache_replaced(cache, path, MUTATED(bad[0] ^= 1), glen, 0600, NULL); /* not our magic */
+	assert_cache_replaced(cache, path, MUTATED(bad[16] ^= 1), glen, 0600, NULL); /* another key length */
+	/* Another key under this name (another libseccomp, another profile):
+	 * its program is never taken for ours. */
+	assert_cache_replaced(cache, path, MUTATED(bad[key_at + 27] ^= 1), glen, 0600, NULL);
+	assert_cache_replaced(cache, path, MUTATED(bad[prog_at - 9] ^= 1), glen, 0600, NULL);
+	assert_cache_replaced(cache, path, good, glen, 0644, NULL); /* readable by others */
+	assert_int_equal(slate_write_file_atomic(copy, good, glen, 0600, &err), 0);
 	assert_cache_replaced(cache, path, NULL, 0, 0, copy); /* a symlink, even to a good copy */
-	free(junk);
+#undef MUTATED
 	slate_seccomp_free(&s);
 }
 
@@ -864,7 +887,7 @@ static void test_cache_key_follows_profile(void **state)
 	assert_int_equal(slate_seccomp_prepare(NULL, cache, &a, &err), 0);
 	assert_int_equal(slate_seccomp_prepare(path, cache, &b, &err), 0);
 	assert_false(b.from_cache);
-	assert_string_not_equal(a.hash, b.hash);
+	assert_string_not_equal(a.index, b.index);
 	assert_true(a.prog.len != b.prog.len);
 	slate_seccomp_free(&a);
 	slate_seccomp_free(&b);
