@@ -336,21 +336,115 @@ int cmd_stop(struct slate_ctx *ctx, int argc, char **argv)
 	return 0;
 }
 
-static const char start_usage[] = "slate [--root DIR] start APP";
+static const char start_usage[] = "slate [--root DIR] start APP | start --all [--json]";
 static const char start_help[] =
-	"usage: slate [--root DIR] start APP\n\n"
+	"usage: slate [--root DIR] start APP\n"
+	"       slate [--root DIR] start --all [--json]\n\n"
 	"Start the app's monitor, which runs the current release again (after `stop`,\n"
-	"a reboot, or a killed monitor).\n";
+	"a reboot, or a killed monitor).\n\n"
+	"  --all   every app with a release whose monitor is not running, except the\n"
+	"          apps `slate stop` stopped, which stay stopped: what a boot unit\n"
+	"          runs (contrib/slate.service). One line per app, `APP: started`,\n"
+	"          `running`, `stopped`, `new` (no release yet) or `failed: WHY`\n"
+	"          (--json: a list of {app, result, error}); exit 1 if any app\n"
+	"          failed, after trying them all.\n";
+
+/* What `start --all` does with one app: started, running, stopped (by
+ * `slate stop`: left so), new (no release yet), or -1 (failed: err). */
+static int start_one_of_all(const struct slate_ctx *ctx, const char *app, const char **result, slate_error_t *err)
+{
+	struct app_paths p;
+	json_t *conf = NULL, *rel = NULL;
+	int r = 0, lock;
+
+	if (monitor_alive(ctx, app)) {
+		*result = "running";
+		return 0;
+	}
+	app_paths(ctx, app, &p);
+	/* Under the app's lock, which also makes the run directory (a reboot
+	 * empties /run). */
+	lock = app_lock(ctx, &p, err);
+	conf = lock >= 0 ? app_load(p.app_json, err) : NULL;
+	rel = conf ? app_load(p.releases_json, err) : NULL;
+	if (rel == NULL)
+		r = -1;
+	else if (json_is_true(json_object_get(json_object_get(conf, "options"), "stopped")))
+		*result = "stopped";
+	else if (app_current_release(rel) == NULL)
+		*result = "new";
+	else if ((r = monitor_spawn(ctx, app, err)) == 0)
+		*result = "started";
+	json_decref(conf);
+	json_decref(rel);
+	if (lock >= 0)
+		close(lock);
+	app_paths_free(&p);
+	return r;
+}
+
+static int start_all(struct slate_ctx *ctx, bool as_json)
+{
+	struct slate_strv names = { 0 };
+	slate_error_t err = { 0 };
+	json_t *all = json_array();
+	int failed = 0;
+
+	if (app_list(ctx, &names, &err) < 0) {
+		json_decref(all);
+		return report(&err);
+	}
+	for (size_t i = 0; i < names.n; i++) {
+		const char *result = "failed";
+		slate_error_t e = { 0 };
+		bool ok = start_one_of_all(ctx, names.v[i], &result, &e) == 0;
+
+		failed += !ok;
+		json_array_append_new(all, json_pack("{s:s,s:s,s:s?}", "app", names.v[i], "result", result, "error",
+						     ok ? NULL : e.msg));
+		if (!as_json) {
+			printf(ok ? "%s: %s\n" : "%s: failed: %s\n", names.v[i], ok ? result : e.msg);
+			fflush(stdout);
+		}
+		audit_log(ctx, "start", names.v[i], 0, NULL, ok ? result : e.msg);
+	}
+	if (as_json)
+		print_json(all);
+	else
+		json_decref(all);
+	slate_strv_free(&names);
+	return failed ? SLATE_EXIT_REFUSED : 0;
+}
 
 int cmd_start(struct slate_ctx *ctx, int argc, char **argv)
 {
-	const char *app = NULL;
-	bool j = false;
+	static const struct option opts[] = { { "all", no_argument, NULL, 'a' },
+					      { "json", no_argument, NULL, 'j' },
+					      { "help", no_argument, NULL, 'h' },
+					      { NULL, 0, NULL, 0 } };
+	const char *app;
+	bool all = false, as_json = false;
 	slate_error_t err = { 0 };
-	int r = one_app(argc, argv, "start", start_usage, start_help, &j, &app);
+	int c;
 
-	if (r >= 0)
-		return r;
+	optind = 0;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'a': all = true; break;
+		case 'j': as_json = true; break;
+		case 'h': return fputs(start_help, stdout), 0;
+		default: return usage_error(start_usage, "start: bad option `%s`", argv[optind - 1]);
+		}
+	}
+	if (all)
+		return optind == argc ? start_all(ctx, as_json)
+				      : usage_error(start_usage, "start: --all takes no APP");
+	if (optind + 1 != argc)
+		return usage_error(start_usage, "start: needs APP, or --all");
+	app = argv[optind];
+	if (app_check_name(app, &err) < 0)
+		return usage_error(start_usage, "%s", err.msg);
 	if (require_app(ctx, app, &err) < 0 || update_options(ctx, app, "stopped", json_false(), &err) < 0 ||
 	    monitor_spawn(ctx, app, &err) < 0)
 		return report(&err);

@@ -38,7 +38,7 @@ static const struct command commands[] = {
 	{ "diff", cmd_diff, NEEDS_ROOT, "what an app's instance wrote since it started" },
 	{ "verify", cmd_verify, NEEDS_ROOT, "re-hash an app's lower layer against its signed manifest" },
 	{ "stop", cmd_stop, NEEDS_ROOT, "stop an app" },
-	{ "start", cmd_start, NEEDS_ROOT, "start a stopped app again" },
+	{ "start", cmd_start, NEEDS_ROOT, "start an app again (--all: every app, at boot)" },
 	{ "rm", cmd_rm, NEEDS_ROOT, "stop and remove an app" },
 	{ "port", cmd_port, NEEDS_ROOT, "switch an app's published ports on or off" },
 	{ "connect", cmd_connect, NEEDS_ROOT, "switch an app's granted services on or off" },

@@ -5,7 +5,8 @@
 # while it stores the bundle) leaves the old release serving and the state
 # intact; kill -9 of the monitor gives a truthful `ps`, takes the instance
 # with it, and `start` brings the app back; two concurrent deploys of one
-# app are serialized.
+# app are serialized; after a reboot `start --all` brings back the apps that
+# were running, not the stopped ones, and reports one it cannot start.
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/apps-lib.sh"
 
@@ -213,6 +214,46 @@ test_expect_success 'two concurrent deploys of one app are serialized: releases 
 	assert_file_lacks_content "$TEST_TMP/audit" "in progress"
 	test "$(grep -E " deploy +$CONC +release=[0-9]+ .* ok$" "$TEST_TMP/audit" | sed -E "s/.*release=([0-9]+).*/\1/" | tr "\n" " ")" = "1 2 3 "
 	test "$(sl status --json "$CONC" | pj "j[\"serving_release\"]")" = 3
+'
+
+test_expect_success 'after a reboot (monitors gone, run dir empty) start --all brings back the running app, not the stopped one' '
+	sl stop "$CONC"
+	wait_refused "$CPORT"
+	mpid=$(monitor_pid "$APP")
+	kids=$(descendants "$mpid")
+	kill -KILL "$mpid"
+	assert_no_processes "$mpid" $kids
+	rm -rf "$RUN"
+	sl start --all >"$TEST_TMP/all.out"
+	cat "$TEST_TMP/all.out"
+	test "$(sort "$TEST_TMP/all.out" | tr "\n" " ")" = "$CONC: stopped $APP: started "
+	wait_http "$PORT"
+	page_is "$PORT" v3
+	wait_refused "$CPORT"
+	sl ps >"$TEST_TMP/ps.txt"
+	grep -E "^$APP +running +4 " "$TEST_TMP/ps.txt"
+	grep -E "^$CONC +stopped +3 " "$TEST_TMP/ps.txt"
+	# Again: nothing to do, exit 0; --json for scripts.
+	sl start --all --json >"$TEST_TMP/all.json"
+	test "$(pj "\" \".join(sorted(a[\"app\"] + \"=\" + a[\"result\"] for a in j))" <"$TEST_TMP/all.json")" = "$CONC=stopped $APP=running"
+	sl audit "$APP" | grep -E "start +$APP +release=- .*started$" >/dev/null
+'
+
+test_expect_success 'start --all: an app that cannot start is reported (exit 1) and the others are still started' '
+	mpid=$(monitor_pid "$APP")
+	kill -KILL "$mpid"
+	assert_no_processes "$mpid"
+	# A broken app: its releases file is not JSON.
+	mkdir -p "$ROOT/apps/aaa-broken"
+	echo "{" >"$ROOT/apps/aaa-broken/releases.json"
+	rc=0
+	sl start --all >"$TEST_TMP/all.out" 2>&1 || rc=$?
+	cat "$TEST_TMP/all.out"
+	test "$rc" = 1
+	grep -E "^aaa-broken: failed: .*releases.json" "$TEST_TMP/all.out"
+	grep -x "$APP: started" "$TEST_TMP/all.out"
+	wait_http "$PORT"
+	rm -rf "$ROOT/apps/aaa-broken"
 '
 
 test_done
