@@ -42,6 +42,8 @@ static json_t *app_view(const struct slate_ctx *ctx, const char *name)
 		json_object_set(o, "uptime", json_object_get(st, "uptime"));
 		json_object_set(o, "restarts", json_object_get(st, "restarts"));
 		json_object_set(o, "monitor_pid", json_object_get(st, "pid"));
+		if (up)
+			json_object_set(o, "instance_pid", json_object_get(st, "instance_pid"));
 		json_object_set(o, "connections", json_object_get(st, "connections"));
 	} else {
 		json_object_set_new(o, "state", json_string(rel && cur ? "stopped" : "new"));

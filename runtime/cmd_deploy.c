@@ -21,7 +21,7 @@
 static const char deploy_usage[] =
 	"slate [--root DIR] deploy [--key PUB | --keys DIR] APP BUNDLE [-p [HOSTIP:]HOSTPORT:PORT ...] "
 	"[--connect [IP:]PORT=HOST:HOSTPORT ...] [--env-file F] [--env K=V ...] [--memory SIZE] [--pids N] [--cpus N] "
-	"[--tmpfs-size SIZE] [--timeout SECONDS] [--allow-downgrade]";
+	"[--tmpfs-size SIZE] [--timeout SECONDS] [--drain-timeout SECONDS] [--allow-downgrade]";
 static const char deploy_help[] =
 	"usage: slate [--root DIR] deploy [OPTIONS] APP BUNDLE\n\n"
 	"Verify and store BUNDLE, start a new instance of it, wait until it is healthy\n"
@@ -36,6 +36,8 @@ static const char deploy_help[] =
 	"  --env-file F, --env K=V  the instance's environment (the file must not be world-readable)\n"
 	"  --memory, --pids, --cpus, --tmpfs-size  limits (as for `slate run`)\n"
 	"  --timeout SECONDS       how long the new instance has to become healthy (default 30)\n"
+	"  --drain-timeout SECONDS  how long connections open at a switch may go on on the old\n"
+	"                          instance before it is stopped (default 30; kept with the app)\n"
 	"  --allow-downgrade       accept a bundle with a lower build sequence than the current one\n";
 
 struct deploy_opts {
@@ -105,6 +107,11 @@ static int parse_opt(struct deploy_opts *o, int c, const char *arg, slate_error_
 			return slate_error_usage(err, "--timeout needs 1..3600 seconds");
 		o->timeout = (json_int_t)v;
 		break;
+	case 'W':
+		if (slate_parse_u64(arg, &v, err) < 0 || v == 0 || v > 86400)
+			return slate_error_usage(err, "--drain-timeout needs 1..86400 seconds");
+		json_object_set_new(o->set, "drain_timeout", json_integer((json_int_t)v));
+		break;
 	case 'D': o->allow_downgrade = true; break;
 	default: r = parse_limit(o->set, c, arg, err);
 	}
@@ -114,15 +121,21 @@ static int parse_opt(struct deploy_opts *o, int c, const char *arg, slate_error_
 
 static int parse_args(int argc, char **argv, struct deploy_opts *o, int positional, slate_error_t *err)
 {
-	static const struct option opts[] = {
-		{ "key", required_argument, NULL, 'k' },     { "keys", required_argument, NULL, 'K' },
-		{ "publish", required_argument, NULL, 'p' }, { "connect", required_argument, NULL, 'C' },
-		{ "env", required_argument, NULL, 'e' },     { "env-file", required_argument, NULL, 'E' },
-		{ "memory", required_argument, NULL, 'm' },  { "pids", required_argument, NULL, 'P' },
-		{ "cpus", required_argument, NULL, 'c' },    { "tmpfs-size", required_argument, NULL, 't' },
-		{ "timeout", required_argument, NULL, 'T' }, { "allow-downgrade", no_argument, NULL, 'D' },
-		{ "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 }
-	};
+	static const struct option opts[] = { { "key", required_argument, NULL, 'k' },
+					      { "keys", required_argument, NULL, 'K' },
+					      { "publish", required_argument, NULL, 'p' },
+					      { "connect", required_argument, NULL, 'C' },
+					      { "env", required_argument, NULL, 'e' },
+					      { "env-file", required_argument, NULL, 'E' },
+					      { "memory", required_argument, NULL, 'm' },
+					      { "pids", required_argument, NULL, 'P' },
+					      { "cpus", required_argument, NULL, 'c' },
+					      { "tmpfs-size", required_argument, NULL, 't' },
+					      { "timeout", required_argument, NULL, 'T' },
+					      { "allow-downgrade", no_argument, NULL, 'D' },
+					      { "drain-timeout", required_argument, NULL, 'W' },
+					      { "help", no_argument, NULL, 'h' },
+					      { NULL, 0, NULL, 0 } };
 	int c;
 
 	optind = 0; /* 0: glibc reinitialises its state (main parsed with "+") */
@@ -263,7 +276,8 @@ static int do_deploy(const struct slate_ctx *ctx, struct deploy_opts *o, const c
 	}
 	opts = merge_options(app, o);
 	json_object_del(opts, "stopped");
-	if (ask_deploy(ctx, &p, o->app, s.id, *number, opts, o->timeout ? o->timeout : MONITOR_HEALTH_TIMEOUT, err) < 0) {
+	if (ask_deploy(ctx, &p, o->app, s.id, *number, opts, o->timeout ? o->timeout : MONITOR_HEALTH_TIMEOUT, err) <
+	    0) {
 		if (err->kind == SLATE_EXIT_REFUSED)
 			print_log_tail(&p);
 		goto out;

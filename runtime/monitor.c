@@ -551,9 +551,11 @@ static void switch_to(struct monitor *m, struct gen *g)
 	json_t *r = control_ok();
 	cleanup_free char *rel = xasprintf("%lld", (long long)g->release);
 
+	json_int_t drain = json_integer_value(json_object_get(g->options, "drain_timeout"));
+
 	if (old) {
 		old->draining = true;
-		old->drain_until = now() + MONITOR_DRAIN_SECONDS;
+		old->drain_until = now() + (double)(drain > 0 ? drain : MONITOR_DRAIN_SECONDS);
 		/* No graceful-stop signal here: nginx would close idle keep-alive
 		 * connections under clients that are sending on them (a lost
 		 * request); they finish on the old instance until they close, or

@@ -6,7 +6,9 @@
 # intact; kill -9 of the monitor gives a truthful `ps`, takes the instance
 # with it, and `start` brings the app back; two concurrent deploys of one
 # app are serialized; after a reboot `start --all` brings back the apps that
-# were running, not the stopped ones, and reports one it cannot start.
+# were running, not the stopped ones, and reports one it cannot start; a
+# connection open at a switch keeps the old instance until it closes, or
+# until --drain-timeout.
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/apps-lib.sh"
 
@@ -254,6 +256,44 @@ test_expect_success 'start --all: an app that cannot start is reported (exit 1) 
 	grep -x "$APP: started" "$TEST_TMP/all.out"
 	wait_http "$PORT"
 	rm -rf "$ROOT/apps/aaa-broken"
+'
+
+DRAIN=t81drain
+
+# instance_pid APP: the serving instance's init.
+instance_pid() { sl status --json "$1" | pj "j[\"instance_pid\"]"; }
+
+test_expect_success 'drain: an idle connection open at a redeploy keeps the old instance until it closes (default 30 s)' '
+	test "$(sl deploy --key "$PUB" "$DRAIN" "$V1" -p "127.0.0.1:$CPORT:80")" = 1
+	wait_http "$CPORT"
+	old=$(instance_pid "$DRAIN")
+	exec 7<>"/dev/tcp/127.0.0.1/$CPORT"
+	sl redeploy "$DRAIN" >/dev/null
+	test "$(instance_pid "$DRAIN")" != "$old"
+	page_is "$CPORT" v1
+	sleep 2
+	kill -0 "$old"
+	exec 7>&-
+	wait_gone "$old"
+'
+
+test_expect_success 'drain: --drain-timeout 1 (kept with the app) stops the old instance 1 s after the switch, the open connection with it' '
+	test "$(sl deploy --key "$PUB" --drain-timeout 1 "$DRAIN" "$V1")" = 2
+	test "$(pj "j[\"options\"][\"drain_timeout\"]" <"$ROOT/apps/$DRAIN/app.json")" = 1
+	old=$(instance_pid "$DRAIN")
+	exec 7<>"/dev/tcp/127.0.0.1/$CPORT"
+	start=$(date +%s%N)
+	sl redeploy "$DRAIN" >/dev/null
+	wait_gone "$old"
+	ms=$(( ($(date +%s%N) - start) / 1000000 ))
+	echo "old instance gone $ms ms after the redeploy started"
+	test "$ms" -ge 900
+	test "$ms" -lt 4000
+	# The held connection was closed with it: reading it ends at once.
+	test -z "$(timeout 5 cat <&7)"
+	exec 7>&-
+	page_is "$CPORT" v1
+	test_must_fail --code 2 sl deploy --key "$PUB" --drain-timeout 0 "$DRAIN" "$V1"
 '
 
 test_done
