@@ -87,8 +87,8 @@ static int load_proxy(const json_t *desc, const char *what, slate_error_t *err)
 
 static int load_fields(struct image *img, slate_error_t *err)
 {
-	static const char *const keys[] = { "name",   "php",  "packages",  "paths",  "dirs",
-					    "rootfs", "user", "processes", "health", "proxy_protocol", NULL };
+	static const char *const keys[] = { "name", "php",       "packages", "paths",          "dirs", "rootfs",
+					    "user", "processes", "health",   "proxy_protocol", NULL };
 	const char *what = img->desc_path, *rootfs = NULL;
 	json_t *d = img->desc;
 

@@ -412,9 +412,9 @@ static int check_head(struct reader *r, const struct slate_keyring *kr, bool par
 	return 0;
 }
 
-int slate_bundle_verify_fd(int fd, const char *name, const struct slate_keyring *kr,
-			   const struct slate_limits *lim, const struct slate_bundle_visitor *v,
-			   struct slate_manifest *out, char id[SLATE_SHA256_HEX], slate_error_t *err)
+int slate_bundle_verify_fd(int fd, const char *name, const struct slate_keyring *kr, const struct slate_limits *lim,
+			   const struct slate_bundle_visitor *v, struct slate_manifest *out, char id[SLATE_SHA256_HEX],
+			   slate_error_t *err)
 {
 	struct reader r;
 	int ret = -1;
@@ -432,9 +432,8 @@ out:
 	return ret;
 }
 
-int slate_bundle_verify_head(int fd, const char *name, const struct slate_keyring *kr,
-			     const struct slate_limits *lim, struct slate_manifest *out, char id[SLATE_SHA256_HEX],
-			     slate_error_t *err)
+int slate_bundle_verify_head(int fd, const char *name, const struct slate_keyring *kr, const struct slate_limits *lim,
+			     struct slate_manifest *out, char id[SLATE_SHA256_HEX], slate_error_t *err)
 {
 	struct reader r;
 	int ret = -1;

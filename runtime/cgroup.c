@@ -877,7 +877,7 @@ static bool owner_alive(const char *root, const char *name)
 	/* The owner's flock (see create): held means alive, in any pid namespace. */
 	for (int v = 1; v <= 2 && !locked; v++) {
 		cleanup_free char *dir = v == 2 ? xasprintf("%s/%s/%s", root, CG_PARENT, name)
-					       : xasprintf("%s/pids/%s/%s", root, CG_PARENT, name);
+						: xasprintf("%s/pids/%s/%s", root, CG_PARENT, name);
 		int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0)
 			continue;

@@ -278,7 +278,8 @@ static json_t *ports_off_after(json_t *opts, const void *arg)
 	if (sw->port == 0) {
 		if (!sw->on)
 			json_array_foreach (json_object_get(opts, "ports"), i, v)
-				json_array_append_new(off, json_integer(monitor_spec_host_port(json_string_value(v) ?: "")));
+				json_array_append_new(off,
+						      json_integer(monitor_spec_host_port(json_string_value(v) ?: "")));
 		return off;
 	}
 	json_array_foreach (json_object_get(opts, "ports_off"), i, v)
@@ -440,8 +441,7 @@ int cmd_start(struct slate_ctx *ctx, int argc, char **argv)
 		}
 	}
 	if (all)
-		return optind == argc ? start_all(ctx, as_json)
-				      : usage_error(start_usage, "start: --all takes no APP");
+		return optind == argc ? start_all(ctx, as_json) : usage_error(start_usage, "start: --all takes no APP");
 	if (optind + 1 != argc)
 		return usage_error(start_usage, "start: needs APP, or --all");
 	app = argv[optind];
@@ -708,4 +708,3 @@ int cmd_gc(struct slate_ctx *ctx, int argc, char **argv)
 	slate_strv_free(&keep);
 	return 0;
 }
-

@@ -25,7 +25,8 @@ static const char help[] =
 	"image's user (www-data) unless --user says otherwise, with no capability.\n"
 	"stdin, stdout and stderr pass through; the exit status is the instance's.\n\n"
 	"  --key PUB           trust this public key; repeatable\n"
-	"  --keys DIR          trust every DIR/*.pub (default " SLATE_DEFAULT_KEYS ")\n"
+	"  --keys DIR          trust every DIR/*.pub (default " SLATE_DEFAULT_KEYS
+	")\n"
 	"  --env K=V           set a variable in the instance; repeatable\n"
 	"  --env-file F        KEY=VALUE lines (the file must not be world-readable)\n"
 	"  --memory SIZE       memory limit, no swap (default 1G)\n"
@@ -50,8 +51,9 @@ int keys_finish(struct slate_keyring *kr, bool given, slate_error_t *err)
 
 	if (!given) {
 		if (stat(SLATE_DEFAULT_KEYS, &st) < 0)
-			return slate_error_refuse(err, "no trusted key: give --key PUB or --keys DIR, or put *.pub keys "
-						       "in " SLATE_DEFAULT_KEYS);
+			return slate_error_refuse(err,
+						  "no trusted key: give --key PUB or --keys DIR, or put *.pub keys "
+						  "in " SLATE_DEFAULT_KEYS);
 		if (slate_keyring_add_dir(kr, SLATE_DEFAULT_KEYS, err) < 0)
 			return -1;
 	}
@@ -100,15 +102,19 @@ static int parse_opt(struct run_opts *o, int c, const char *arg, slate_error_t *
 
 static int parse_args(int argc, char **argv, struct run_opts *o, slate_error_t *err)
 {
-	static const struct option opts[] = {
-		{ "key", required_argument, NULL, 'k' },        { "keys", required_argument, NULL, 'K' },
-		{ "env", required_argument, NULL, 'e' },        { "env-file", required_argument, NULL, 'E' },
-		{ "memory", required_argument, NULL, 'm' },     { "pids", required_argument, NULL, 'p' },
-		{ "cpus", required_argument, NULL, 'c' },       { "tmpfs-size", required_argument, NULL, 't' },
-		{ "name", required_argument, NULL, 'n' },       { "user", required_argument, NULL, 'u' },
-		{ "seccomp-profile", required_argument, NULL, 's' }, { "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
-	};
+	static const struct option opts[] = { { "key", required_argument, NULL, 'k' },
+					      { "keys", required_argument, NULL, 'K' },
+					      { "env", required_argument, NULL, 'e' },
+					      { "env-file", required_argument, NULL, 'E' },
+					      { "memory", required_argument, NULL, 'm' },
+					      { "pids", required_argument, NULL, 'p' },
+					      { "cpus", required_argument, NULL, 'c' },
+					      { "tmpfs-size", required_argument, NULL, 't' },
+					      { "name", required_argument, NULL, 'n' },
+					      { "user", required_argument, NULL, 'u' },
+					      { "seccomp-profile", required_argument, NULL, 's' },
+					      { "help", no_argument, NULL, 'h' },
+					      { NULL, 0, NULL, 0 } };
 	int c;
 
 	optind = 0; /* 0: glibc reinitialises its state (main parsed with "+") */
@@ -170,7 +176,8 @@ int cmd_run(struct slate_ctx *ctx, int argc, char **argv)
 		code = err.kind == SLATE_EXIT_USAGE ? usage_error(usage, "%s", err.msg) : report(&err);
 		goto out;
 	}
-	if (keys_finish(&o.kr, o.keys_given, &err) < 0 || slate_store_add(ctx->root, o.bundle, &o.kr, &stored, &err) < 0) {
+	if (keys_finish(&o.kr, o.keys_given, &err) < 0 ||
+	    slate_store_add(ctx->root, o.bundle, &o.kr, &stored, &err) < 0) {
 		code = report(&err);
 		goto out;
 	}

@@ -11,7 +11,7 @@
 #define SLATE_DEFAULT_KEYS "/etc/slate/keys"
 
 struct slate_ctx {
-	const char *root;    /* --root: state and store */
+	const char *root; /* --root: state and store */
 	const char *run_dir; /* --run-dir: sockets, locks of running apps */
 };
 

@@ -14,7 +14,8 @@ static int check_key(const char *kv, size_t klen, slate_error_t *err)
 		return slate_error_usage(err, "environment entry without a name (expected KEY=VALUE)");
 	for (size_t i = 0; i < klen; i++) {
 		char c = kv[i];
-		bool ok = c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (i > 0 && c >= '0' && c <= '9');
+		bool ok =
+			c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (i > 0 && c >= '0' && c <= '9');
 		if (!ok)
 			return slate_error_usage(err, "invalid environment name `%.*s`", (int)klen, kv);
 	}

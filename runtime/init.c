@@ -66,7 +66,7 @@ __attribute__((noreturn)) static void exec_proc(struct init_spec *s, struct init
 }
 
 struct relay {
-	int fd[2];  /* read ends: stdout, stderr of the processes */
+	int fd[2]; /* read ends: stdout, stderr of the processes */
 	int out[2]; /* write ends given to the processes */
 };
 
@@ -193,8 +193,8 @@ static void init_drop(struct init_spec *s)
 
 struct loop {
 	int sfd;
-	int first;          /* our process that exited first, -1 while none */
-	double kill_at;     /* when stopping: SIGKILL deadline */
+	int first; /* our process that exited first, -1 while none */
+	double kill_at; /* when stopping: SIGKILL deadline */
 };
 
 static void on_signal(struct init_spec *s, struct loop *l)

@@ -132,9 +132,9 @@ struct instance {
 	struct setup s;
 	struct slate_cgroup cg;
 	char *cgname;
-	pid_t pid;       /* the instance's init, on the host */
-	int netns_fd;    /* its network namespace */
-	int scratch_fd;  /* its tmpfs (upper/ inside) */
+	pid_t pid; /* the instance's init, on the host */
+	int netns_fd; /* its network namespace */
+	int scratch_fd; /* its tmpfs (upper/ inside) */
 };
 
 static int message(int sock, const slate_error_t *e)
@@ -227,7 +227,8 @@ static int build_procs(struct setup *s, int rootfd, slate_error_t *err)
 		s->procs[0].argv = o->cmd;
 		if (user == NULL)
 			user = json_string_value(json_object_get(o->bundle->m.image, "user"));
-		if (user == NULL || instance_lookup_user(rootfd, user, &s->procs[0].id.uid, &s->procs[0].id.gid, err) < 0)
+		if (user == NULL ||
+		    instance_lookup_user(rootfd, user, &s->procs[0].id.uid, &s->procs[0].id.gid, err) < 0)
 			return user ? -1 : slate_error_refuse(err, "the image names no user");
 		s->init.n = 1;
 		s->init.relay_output = false;
@@ -244,8 +245,9 @@ static int build_procs(struct setup *s, int rootfd, slate_error_t *err)
 				return slate_error_refuse(err, "image process without argv");
 			s->procs[i].name = json_string_value(json_object_get(p, "name"));
 			s->procs[i].argv = argv->v;
-			s->procs[i].id = (struct identity){ .uid = 0, .gid = 0, .caps = slate_master_caps,
-							     .ncaps = slate_master_ncaps };
+			s->procs[i].id = (struct identity){
+				.uid = 0, .gid = 0, .caps = slate_master_caps, .ncaps = slate_master_ncaps
+			};
 		}
 		s->init.n = json_array_size(procs);
 		s->init.relay_output = true;
@@ -381,8 +383,8 @@ static int spawn(struct instance *in, slate_error_t *err)
 		return slate_error_sys(err, errno, "socketpair");
 	fflush(NULL);
 	in->pid = (pid_t)syscall(SYS_clone,
-				 CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | SIGCHLD, NULL,
-				 NULL, NULL, NULL);
+				 CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | SIGCHLD,
+				 NULL, NULL, NULL, NULL);
 	if (in->pid < 0) {
 		close(sv[0]);
 		close(sv[1]);

@@ -16,11 +16,11 @@
 #define SLATE_STOP_GRACE_SECONDS 10
 
 struct instance_opts {
-	const char *root;        /* state root (--root): cache, scratch mounts */
-	const char *name;        /* hostname; the cgroup is named after it */
+	const char *root; /* state root (--root): cache, scratch mounts */
+	const char *name; /* hostname; the cgroup is named after it */
 	const struct slate_stored *bundle;
-	char **cmd;              /* NULL: the image's processes */
-	const char *user;        /* NULL: the image's user (for a CMD) */
+	char **cmd; /* NULL: the image's processes */
+	const char *user; /* NULL: the image's user (for a CMD) */
 	char **env;
 	struct slate_cg_limits limits;
 	uint64_t tmpfs_size, tmpfs_inodes;

@@ -54,8 +54,10 @@ static void help(FILE *out)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
 	fputs("\nglobal options:\n"
-	      "  --root DIR     state and store (default " SLATE_DEFAULT_ROOT ")\n"
-	      "  --run-dir DIR  runtime sockets and locks (default " SLATE_DEFAULT_RUN_DIR ")\n\n"
+	      "  --root DIR     state and store (default " SLATE_DEFAULT_ROOT
+	      ")\n"
+	      "  --run-dir DIR  runtime sockets and locks (default " SLATE_DEFAULT_RUN_DIR
+	      ")\n\n"
 	      "'slate COMMAND --help' describes a command.\n"
 	      "exit codes: 0 ok, 1 refused (verification, policy), 2 usage, 3 system error;\n"
 	      "`slate run` exits with the instance's own status (128+N for a signal N).\n",

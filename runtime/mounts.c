@@ -41,8 +41,8 @@ int mounts_open_in_root(int rootfd, const char *path, int flags, slate_error_t *
 	long fd = syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
 
 	if (fd < 0)
-		return slate_error_sys(err, errno, "open `/%s` in the instance root (a missing directory, or a symlink?)",
-				       path);
+		return slate_error_sys(err, errno,
+				       "open `/%s` in the instance root (a missing directory, or a symlink?)", path);
 	return (int)fd;
 }
 
@@ -70,8 +70,8 @@ static int mount_at(int rootfd, const char *path, const char *src, const char *t
 /* Bind-remount a mount point read-only, keeping nosuid, nodev, noexec. */
 static int remount_ro(int rootfd, const char *path, unsigned long extra, slate_error_t *err)
 {
-	return mount_at(rootfd, path, NULL, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | extra,
-			NULL, err);
+	return mount_at(rootfd, path, NULL, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | extra, NULL,
+			err);
 }
 
 /* The instance tmpfs: the only place an instance writes to, with a size
@@ -113,8 +113,9 @@ static int setup_overlay(const struct mount_spec *s, slate_error_t *err)
 	cleanup_free char *root = xasprintf("%s/root", s->scratch);
 	/* No redirects, no metacopy: the upper holds plain copies, which is
 	 * what `slate diff` decodes (it refuses redirects). */
-	cleanup_free char *opts = xasprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work,redirect_dir=off,metacopy=off",
-					    lower, s->scratch, s->scratch);
+	cleanup_free char *opts =
+		xasprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work,redirect_dir=off,metacopy=off", lower,
+			  s->scratch, s->scratch);
 
 	if (syscall(SYS_move_mount, s->lower_fd, "", AT_FDCWD, lower, MOVE_MOUNT_F_EMPTY_PATH) < 0)
 		return slate_error_sys(err, errno, "attach the store copy");
@@ -187,8 +188,7 @@ static int setup_writable(int rootfd, const struct mount_spec *s, slate_error_t 
 }
 
 /* /tmp, /run and /dev/shm: directories of the instance tmpfs, bound in. */
-static int bind_scratch(int rootfd, const struct mount_spec *s, const char *name, const char *path,
-			slate_error_t *err)
+static int bind_scratch(int rootfd, const struct mount_spec *s, const char *name, const char *path, slate_error_t *err)
 {
 	cleanup_free char *src = xasprintf("%s/%s", s->scratch, name);
 
@@ -257,8 +257,10 @@ static int bind_device(int devfd, const struct device *d, slate_error_t *err)
 
 static int dev_links(int devfd, slate_error_t *err)
 {
-	static const char *const links[][2] = { { "fd", "/proc/self/fd" },   { "stdin", "/proc/self/fd/0" },
-						{ "stdout", "/proc/self/fd/1" }, { "stderr", "/proc/self/fd/2" },
+	static const char *const links[][2] = { { "fd", "/proc/self/fd" },
+						{ "stdin", "/proc/self/fd/0" },
+						{ "stdout", "/proc/self/fd/1" },
+						{ "stderr", "/proc/self/fd/2" },
 						{ "ptmx", "pts/ptmx" } };
 
 	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
@@ -295,11 +297,12 @@ static int setup_dev(int rootfd, const struct mount_spec *s, slate_error_t *err)
 }
 
 /* Paths of /proc that reveal or change the host: masked (Docker's list). */
-static const char *const proc_masked[] = { "proc/kcore",        "proc/keys",          "proc/timer_list",
-					   "proc/sched_debug",  "proc/acpi",          "proc/asound",
-					   "proc/scsi",         "proc/latency_stats", "proc/timer_stats",
-					   NULL };
-static const char *const proc_readonly[] = { "proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger", NULL };
+static const char *const proc_masked[] = { "proc/kcore",       "proc/keys",   "proc/timer_list", "proc/sched_debug",
+					   "proc/acpi",        "proc/asound", "proc/scsi",       "proc/latency_stats",
+					   "proc/timer_stats", NULL };
+static const char *const proc_readonly[] = {
+	"proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger", NULL
+};
 
 static int mask_path(int rootfd, const char *path, slate_error_t *err)
 {
@@ -313,8 +316,8 @@ static int mask_path(int rootfd, const char *path, slate_error_t *err)
 	if (fd < 0)
 		return -1;
 	if (S_ISDIR(st.st_mode))
-		return do_mount("tmpfs", fd, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,nr_inodes=1",
-				path, err);
+		return do_mount("tmpfs", fd, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+				"size=0,nr_inodes=1", path, err);
 	null = mounts_open_in_root(rootfd, "dev/null", O_PATH, err);
 	if (null < 0)
 		return -1;
@@ -341,8 +344,8 @@ static int readonly_path(int rootfd, const char *path, slate_error_t *err)
 	fd = mounts_open_in_root(rootfd, path, O_PATH, err);
 	if (fd < 0)
 		return -1;
-	return do_mount(NULL, fd, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL,
-			path, err);
+	return do_mount(NULL, fd, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, path,
+			err);
 }
 
 /* Networking: only lo, up; unprivileged ports from 0 so that the image's

@@ -16,15 +16,15 @@
 #include "slate/util.h"
 
 struct mount_spec {
-	const char *scratch;   /* an empty host directory to build on (private to this mntns) */
-	int lower_fd;          /* detached idmapped mount of the store tree */
-	uint64_t tmpfs_size;   /* bytes */
+	const char *scratch; /* an empty host directory to build on (private to this mntns) */
+	int lower_fd; /* detached idmapped mount of the store tree */
+	uint64_t tmpfs_size; /* bytes */
 	uint64_t tmpfs_inodes;
-	uid_t root_uid;        /* host uid of the instance's root */
+	uid_t root_uid; /* host uid of the instance's root */
 	gid_t root_gid;
-	uid_t app_uid;         /* host uid/gid that owns the writable paths */
+	uid_t app_uid; /* host uid/gid that owns the writable paths */
 	gid_t app_gid;
-	gid_t tty_gid;         /* host gid of the instance's tty group */
+	gid_t tty_gid; /* host gid of the instance's tty group */
 	const struct slate_strv *writable; /* project-relative, below /app */
 	const char *hostname;
 	int scratch_fd; /* out: the instance tmpfs (upper/ inside), O_RDONLY|O_DIRECTORY */

@@ -74,8 +74,8 @@ static int verify(const struct identity *id, slate_error_t *err)
 	cap_flag_value_t v = CAP_CLEAR;
 	int ok = caps != NULL;
 
-	if (getresuid(&r, &e, &s) < 0 || getresgid(&rg, &eg, &sg) < 0 || r != id->uid || e != id->uid ||
-	    s != id->uid || rg != id->gid || eg != id->gid || sg != id->gid)
+	if (getresuid(&r, &e, &s) < 0 || getresgid(&rg, &eg, &sg) < 0 || r != id->uid || e != id->uid || s != id->uid ||
+	    rg != id->gid || eg != id->gid || sg != id->gid)
 		ok = 0;
 	for (cap_value_t c = 0; ok && c <= CAP_LAST_CAP; c++) {
 		if (!CAP_IS_SUPPORTED(c))

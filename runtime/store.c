@@ -46,7 +46,6 @@ void slate_stored_free(struct slate_stored *s)
 	memset(s, 0, sizeof(*s));
 }
 
-
 static void stored_paths(const char *root, struct slate_stored *s)
 {
 	s->dir = xasprintf("%s/store/%s", root, s->id);
@@ -160,8 +159,8 @@ fail:
 	return -1;
 }
 
-int slate_store_add(const char *root, const char *bundle_path, const struct slate_keyring *kr,
-		    struct slate_stored *out, slate_error_t *err)
+int slate_store_add(const char *root, const char *bundle_path, const struct slate_keyring *kr, struct slate_stored *out,
+		    slate_error_t *err)
 {
 	struct slate_limits lim;
 	cleanup_close int fd = -1, lock = -1;

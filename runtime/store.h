@@ -17,7 +17,7 @@
 
 struct slate_stored {
 	char id[SLATE_SHA256_HEX];
-	char *dir;  /* store/<id> */
+	char *dir; /* store/<id> */
 	char *root; /* store/<id>/root */
 	struct slate_manifest m;
 	bool unpacked; /* false when it was already in the store */
@@ -27,8 +27,8 @@ struct slate_stored {
 int slate_store_init(const char *root, slate_error_t *err);
 /* Verify bundle_path against the trusted keys and make sure its tree is in
  * the store (unpacking it once); the stored manifest comes back in *out. */
-int slate_store_add(const char *root, const char *bundle_path, const struct slate_keyring *kr,
-		    struct slate_stored *out, slate_error_t *err);
+int slate_store_add(const char *root, const char *bundle_path, const struct slate_keyring *kr, struct slate_stored *out,
+		    slate_error_t *err);
 /* Load an already stored bundle by id: its metadata (meta.json: the
  * manifest without entries), or with _full the whole manifest. */
 int slate_store_load(const char *root, const char *id, struct slate_stored *out, slate_error_t *err);

@@ -147,8 +147,8 @@ int slate_idmapped_tree(const char *path, int userns_fd, slate_error_t *err)
 	if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0) {
 		int e = errno;
 		close(fd);
-		return slate_error_sys(err, e, "idmapped mount of `%s` (kernel 5.12+ and a filesystem that supports it)",
-				       path);
+		return slate_error_sys(err, e,
+				       "idmapped mount of `%s` (kernel 5.12+ and a filesystem that supports it)", path);
 	}
 	return fd;
 }

@@ -47,9 +47,8 @@ int slate_bundle_verify_fd(int fd, const char *name, const struct slate_keyring 
  * what a host needs to know a bundle's id before deciding to unpack it.
  * With out NULL the manifest is not even parsed (the caller already holds
  * a copy verified under that id). */
-int slate_bundle_verify_head(int fd, const char *name, const struct slate_keyring *kr,
-			     const struct slate_limits *lim, struct slate_manifest *out, char id[SLATE_SHA256_HEX],
-			     slate_error_t *err);
+int slate_bundle_verify_head(int fd, const char *name, const struct slate_keyring *kr, const struct slate_limits *lim,
+			     struct slate_manifest *out, char id[SLATE_SHA256_HEX], slate_error_t *err);
 
 /* Read the manifest and the signature bytes only, without trusting them
  * (inspect, diff). The manifest is still parsed and validated. */
