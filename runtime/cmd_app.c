@@ -49,8 +49,9 @@ static json_t *app_view(const struct slate_ctx *ctx, const char *name)
 		json_object_set_new(o, "state", json_string(rel && cur ? "stopped" : "new"));
 		json_object_set_new(o, "restarts", json_integer(0));
 	}
-	json_object_set(o, "ports",
-			json_object_get(running, "ports") ? json_object_get(running, "ports") : json_array());
+	json_object_set_new(o, "ports",
+			    json_object_get(running, "ports") ? json_incref(json_object_get(running, "ports"))
+							      : json_array());
 	json_decref(running);
 	json_decref(st);
 	json_decref(rel);
