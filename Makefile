@@ -34,7 +34,7 @@ MONITOR_LDFLAGS := -static-pie -Wl,--gc-sections
 MONITOR_LIBS := $(shell pkg-config --static --libs $(MONITOR_PKGS) 2>/dev/null)
 else
 MONITOR_LDFLAGS := -pie -Wl,--gc-sections
-MONITOR_LIBS := $(PKG_LIBS)
+MONITOR_LIBS := $(shell pkg-config --libs $(MONITOR_PKGS) 2>/dev/null)
 endif
 
 WARN := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral -Werror

@@ -35,6 +35,16 @@ test_expect_success 'every app command has --help (exit 0, its usage on stdout)'
 	done
 '
 
+test_expect_success 'slate-monitor: --help; links neither libarchive nor OpenSSL; static unless sanitized' '
+	"$SLATE_BUILD/slate-monitor" --help | grep -q "^usage: slate-monitor --root DIR --run-dir DIR APP"
+	test_must_fail --code 2 "$SLATE_BUILD/slate-monitor" --root "$ROOT" "$APP"
+	readelf -d "$SLATE_BUILD/slate-monitor" >"$TEST_TMP/dyn"
+	assert_file_lacks_content "$TEST_TMP/dyn" "libarchive|libcrypto|libssl"
+	if ! grep -q libasan "$TEST_TMP/dyn"; then
+		test "$(grep -c NEEDED "$TEST_TMP/dyn")" = 0
+	fi
+'
+
 test_expect_success 'deploy: release 1 printed; the page is served through the published port (PHP 8.2)' '
 	sl deploy --key "$PUB" "$APP" "$V1" -p "127.0.0.1:$PORT:80" >"$TEST_TMP/out"
 	test "$(cat "$TEST_TMP/out")" = 1
