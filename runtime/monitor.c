@@ -34,6 +34,7 @@
 #include "monitor.h"
 #include "relay.h"
 #include "slate/json.h"
+#include "slate/path.h"
 
 #define MAX_GENS 4
 #define MAX_PORTS 16
@@ -952,11 +953,11 @@ static struct gen *gen_by_id(struct monitor *m, unsigned id)
 }
 
 /* The fd entry i polled, if it still holds it now (earlier handlers of
- * this round may have closed it, or freed its generation): the one place
- * an entry's owner is looked up. */
-static int *entry_fd(struct monitor *m, const struct pset *s, int i)
+ * this round may have closed it, or freed its generation), and its
+ * generation in *gp: the one place an entry's owner is looked up. */
+static int *entry_fd(struct monitor *m, const struct pset *s, int i, struct gen **gp)
 {
-	struct gen *g = s->gen[i] ? gen_by_id(m, s->gen[i]) : NULL;
+	struct gen *g = *gp = s->gen[i] ? gen_by_id(m, s->gen[i]) : NULL;
 	size_t k = s->idx[i];
 	int *fd = NULL;
 
@@ -978,6 +979,7 @@ static void dispatch(struct monitor *m, struct pset *s)
 {
 	for (int i = 0; i < s->n; i++) {
 		short re = s->fds[i].revents;
+		struct gen *g;
 		int *fd;
 
 		if (re == 0)
@@ -986,14 +988,14 @@ static void dispatch(struct monitor *m, struct pset *s)
 			relay_dispatch(m->relay, 0);
 			continue;
 		}
-		fd = entry_fd(m, s, i);
+		fd = entry_fd(m, s, i, &g);
 		if (fd == NULL)
 			continue; /* gone since the poll: the next round sees what is there now */
 		switch (s->kind[i]) {
 		case P_SIG: on_signal(m); break;
 		case P_CTL: on_ctl(m); break;
 		case P_PORT: accept_port(m, &m->ports[s->idx[i]]); break;
-		case P_CONN: accept_connect(m, gen_by_id(m, s->gen[i]), s->idx[i]); break;
+		case P_CONN: accept_connect(m, g, s->idx[i]); break;
 		case P_OUT: pump_log(m, fd, "out"); break;
 		case P_ERR: pump_log(m, fd, "err"); break;
 		case P_HEALTH: health_io(m, re); break;
@@ -1177,16 +1179,14 @@ static char *monitor_exe(slate_error_t *err)
 {
 	char self[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	char *slash, *exe;
+	cleanup_free char *dir = NULL;
+	char *exe;
 
 	if (n < 0)
 		return slate_error_sys(err, errno, "readlink `/proc/self/exe`"), NULL;
 	self[n] = '\0';
-	slash = strrchr(self, '/');
-	if (slash == NULL)
-		return slate_error_fail(err, "the path of slate itself, `%s`, has no directory", self), NULL;
-	*slash = '\0';
-	exe = xasprintf("%s/slate-monitor", self);
+	dir = slate_path_parent(self);
+	exe = xasprintf("%s/slate-monitor", dir);
 	if (access(exe, X_OK) < 0) {
 		slate_error_sys(err, errno, "the monitor executable `%s`", exe);
 		free(exe);

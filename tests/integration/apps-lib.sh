@@ -215,6 +215,16 @@ app_log_tail() {
 	tail -n 20 "$ROOT/apps/$1/logs/current.log" >&2 || true
 }
 
+wait_running() { # APP: its monitor has an instance up (at most 5 s)
+	local i
+	for i in $(seq 50); do
+		[ "$(sl status --json "$1" | pj "j[\"state\"]")" = running ] && return 0
+		sleep 0.1
+	done
+	echo "app $1 is not running after 5 s" >&2
+	return 1
+}
+
 wait_http() { # PORT [CODE]
 	local i code
 	for i in $(seq 100); do

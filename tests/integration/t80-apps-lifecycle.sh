@@ -38,6 +38,7 @@ test_expect_success 'every app command has --help (exit 0, its usage on stdout)'
 test_expect_success 'slate-monitor: --help; links neither libarchive nor OpenSSL; static unless sanitized' '
 	"$SLATE_BUILD/slate-monitor" --help | grep -q "^usage: slate-monitor --root DIR --run-dir DIR APP"
 	test_must_fail --code 2 "$SLATE_BUILD/slate-monitor" --root "$ROOT" "$APP"
+	test_must_fail --code 2 "$SLATE_BUILD/slate-monitor" --root "$ROOT" --run-dir "$RUN" "Bad/Name"
 	readelf -d "$SLATE_BUILD/slate-monitor" >"$TEST_TMP/dyn"
 	assert_file_lacks_content "$TEST_TMP/dyn" "libarchive|libcrypto|libssl"
 	if ! grep -q libasan "$TEST_TMP/dyn"; then

@@ -239,6 +239,11 @@ test_expect_success 'after a reboot (monitors gone, run dir empty) start --all b
 	sl start --all --json >"$TEST_TMP/all.json"
 	test "$(pj "\" \".join(sorted(a[\"app\"] + \"=\" + a[\"result\"] for a in j))" <"$TEST_TMP/all.json")" = "$CONC=stopped $APP=running"
 	sl audit "$APP" | grep -E "start +$APP +release=- .*started$" >/dev/null
+	# Usage: --all or one APP, not both, not neither.
+	test_must_fail --code 2 sl start --all "$APP" 2>"$TEST_TMP/err"
+	grep -q "start: --all takes no APP" "$TEST_TMP/err"
+	test_must_fail --code 2 sl start 2>"$TEST_TMP/err"
+	grep -q "start: needs APP, or --all" "$TEST_TMP/err"
 '
 
 test_expect_success 'start --all: an app that cannot start is reported (exit 1) and the others are still started' '

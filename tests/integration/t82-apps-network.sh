@@ -127,10 +127,7 @@ test_expect_success 'port off HOSTPORT survives a redeploy and a restart of the 
 	wait_refused "$PORT"
 	sl stop "$APP"
 	sl start "$APP"
-	for i in $(seq 50); do
-		test "$(sl status --json "$APP" | pj "j[\"state\"]")" = running && break
-		sleep 0.1
-	done
+	wait_running "$APP"
 	php_in "$APP" "echo 1;" >/dev/null
 	wait_refused "$PORT"
 	sl port "$APP" on
@@ -142,10 +139,7 @@ test_expect_success 'port off (all ports) survives a restart of the monitor (sto
 	wait_refused "$PORT"
 	sl stop "$APP"
 	sl start "$APP"
-	for i in $(seq 50); do
-		test "$(sl status --json "$APP" | pj "j[\"state\"]")" = running && break
-		sleep 0.1
-	done
+	wait_running "$APP"
 	php_in "$APP" "echo 1;" >/dev/null
 	wait_refused "$PORT"
 	sl ps | grep -E "^$APP +running .*127\.0\.0\.1:$PORT->80 \(off\)" >/dev/null
