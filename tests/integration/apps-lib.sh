@@ -283,12 +283,18 @@ wait_children() { # PID N
 
 # The monitor MPID is gone and with it its instances (PIDS, and any
 # process in a cgroup of it: they are named APP-SERIAL.MPID).
+# They die with it (the parent-death signal), a moment later: wait up to
+# 5 s for them too.
 assert_no_processes() { # MPID [PIDS...]
-	local mpid=$1 left
+	local mpid=$1 left i
 	wait_gone "$@" || return 1
-	left=$(grep -lE ":/slate/[a-z0-9-]+-[0-9]+\.$mpid(/|\$)" /proc/[0-9]*/cgroup 2>/dev/null || true)
-	if [ -n "$left" ]; then echo "processes of monitor $mpid left: $left" >&2; return 1; fi
-	return 0
+	for i in $(seq 50); do
+		left=$(grep -lE ":/slate/[a-z0-9-]+-[0-9]+\.$mpid(/|\$)" /proc/[0-9]*/cgroup 2>/dev/null || true)
+		[ -z "$left" ] && return 0
+		sleep 0.1
+	done
+	echo "processes of monitor $mpid left after 5 s: $left" >&2
+	return 1
 }
 
 # ... and also no cgroup dir of it, no mount of it in the host's namespace,

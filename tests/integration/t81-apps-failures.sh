@@ -248,8 +248,9 @@ test_expect_success 'after a reboot (monitors gone, run dir empty) start --all b
 
 test_expect_success 'start --all: an app that cannot start is reported (exit 1) and the others are still started' '
 	mpid=$(monitor_pid "$APP")
+	kids=$(descendants "$mpid")
 	kill -KILL "$mpid"
-	assert_no_processes "$mpid"
+	assert_no_processes "$mpid" $kids
 	# A broken app: its releases file is not JSON.
 	mkdir -p "$ROOT/apps/aaa-broken"
 	echo "{" >"$ROOT/apps/aaa-broken/releases.json"
