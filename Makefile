@@ -18,6 +18,7 @@ DEPS_RUNTIME := php8.2-fpm php8.2-cli php8.2-common php8.2-opcache php8.2-mysql 
 	php8.2-bcmath nginx tzdata ca-certificates libc-bin
 DEPS_TEST := zstd tar openssl coreutils python3 curl binutils iproute2 valgrind procps gcc-multilib
 DEPS_BENCH := hyperfine wrk crun bubblewrap
+DEPS_FUZZ := clang libclang-rt-14-dev
 DEPS := $(DEPS_BUILD) $(DEPS_RUNTIME) $(DEPS_TEST) $(DEPS_BENCH)
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -60,11 +61,19 @@ RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/%.o) $(RUNTIME_ASM:%.S=$(BUILD)/%.o)
 BUNDLER_LIB_OBJ := $(filter-out $(BUILD)/bundler/main.o $(BUILD)/bundler/cmd_%.o,$(BUNDLER_OBJ))
 RUNTIME_LIB_OBJ := $(filter-out $(BUILD)/runtime/main.o $(BUILD)/runtime/cmd_%.o,$(RUNTIME_OBJ))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# Fuzz harnesses (fuzz/fuzz_NAME.c): linked with libFuzzer by `make fuzz`,
+# and with a replay driver into test_fuzz_NAME, which `make test` runs over
+# each harness's corpus and regression inputs.
+FUZZ_NAMES := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_COMMON := fuzz/util.c fuzz/bundle_common.c
+FUZZ_REPLAY_BIN := $(FUZZ_NAMES:%=$(BUILD)/tests/test_fuzz_%)
+FUZZ_BIN := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+FUZZ_SECONDS ?= 60
 
 .DEFAULT_GOAL := all
 include tests/probe/Makefile.inc
 
-.PHONY: all deps test unit integration check-asan valgrind install clean format-check demo bench
+.PHONY: all deps test unit integration check-asan valgrind install clean format-check demo bench fuzz fuzz-bins
 
 all: $(BUILD)/slate-bundle $(BUILD)/slate $(BUILD)/slate-monitor
 
@@ -98,6 +107,16 @@ $(BUILD)/tests/%: tests/unit/%.c $(UNIT_HELPERS) $(BUNDLER_LIB_OBJ) $(RUNTIME_LI
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Ibundler -Iruntime -Ilib -Itests/unit $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lcmocka
 
+$(BUILD)/tests/test_fuzz_%: fuzz/fuzz_%.c fuzz/driver.c $(FUZZ_COMMON) $(RUNTIME_LIB_OBJ) $(BUILD)/libslate.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Iruntime -Ifuzz -DFUZZ_NAME='"$*"' $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_COMMON) $(RUNTIME_LIB_OBJ) $(BUILD)/libslate.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Iruntime -Ifuzz -fsanitize=fuzzer $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+
+fuzz-bins: $(FUZZ_BIN)
+
 # Install the Debian packages that are missing (as root, with apt-get).
 deps:
 	@missing=""; for p in $(DEPS); do \
@@ -113,7 +132,7 @@ test: deps
 	@$(MAKE) --no-print-directory all unit-bins probes
 	@tests/run.sh
 
-unit-bins: $(UNIT_BIN)
+unit-bins: $(UNIT_BIN) $(FUZZ_REPLAY_BIN)
 
 unit: all unit-bins
 	@tests/run.sh unit
@@ -125,6 +144,15 @@ check-asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 		EXTRA_LDFLAGS="-fsanitize=address,undefined" HARDEN="-fPIE" MONITOR_LINK=dynamic all unit-bins probes
 	@BUILD=build-asan SANITIZERS=1 tests/run.sh
+
+# libFuzzer (clang) with ASan + UBSan: every harness for FUZZ_SECONDS.
+fuzz:
+	@$(MAKE) --no-print-directory deps DEPS="$(DEPS) $(DEPS_FUZZ)"
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang \
+		OPT="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+		EXTRA_LDFLAGS="-fsanitize=address,undefined" HARDEN="-fPIE" MONITOR_LINK=dynamic fuzz-bins
+	@BUILD=build-fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
 
 valgrind: all unit-bins
 	@VALGRIND=1 tests/run.sh unit
@@ -138,9 +166,9 @@ install: all
 	install -m 0755 $(BUILD)/slate-bundle $(BUILD)/slate $(BUILD)/slate-monitor $(DESTDIR)$(PREFIX)/bin/
 
 format-check:
-	@clang-format --dry-run --Werror $(LIB_SRC) $(BUNDLER_SRC) $(RUNTIME_SRC) $(MONITOR_MAIN) include/slate/*.h
+	@clang-format --dry-run --Werror $(LIB_SRC) $(BUNDLER_SRC) $(RUNTIME_SRC) $(MONITOR_MAIN) include/slate/*.h fuzz/*.c fuzz/*.h
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(BUNDLER_OBJ:.o=.d) $(RUNTIME_OBJ:.o=.d) $(BUILD)/runtime/monitor_main.d

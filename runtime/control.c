@@ -139,10 +139,17 @@ json_t *control_ok(void)
 	return json_pack("{s:b}", "ok", 1);
 }
 
+/* A reply's kind becomes slate's exit code: only the three failure codes
+ * are taken as they are (a kind of 256 would exit 0), and a reply without
+ * a message still says something. */
 int control_result(json_t *reply, slate_error_t *err)
 {
+	json_int_t kind = json_integer_value(json_object_get(reply, "kind"));
+	const char *msg = json_string_value(json_object_get(reply, "error"));
+
 	if (json_is_true(json_object_get(reply, "ok")))
 		return 0;
-	return slate_error_set(err, (int)json_integer_value(json_object_get(reply, "kind")) ?: SLATE_EXIT_SYSTEM, 0,
-			       "%s", json_string_value(json_object_get(reply, "error")) ?: "the monitor failed");
+	if (kind != SLATE_EXIT_REFUSED && kind != SLATE_EXIT_USAGE && kind != SLATE_EXIT_SYSTEM)
+		kind = SLATE_EXIT_SYSTEM;
+	return slate_error_set(err, (int)kind, 0, "%s", msg && *msg ? msg : "the monitor failed");
 }
