@@ -144,7 +144,7 @@ test_expect_success '12: the monitor runs in a cgroup of its own with a memory l
 	test "$(pj "j[\"monitor\"][\"cgroup\"][\"memory_current\"]" <"$TEST_TMP/st")" -gt 0
 '
 
-test_expect_success '13: a 2.5 s flood of stderr costs the monitor under 20% of a CPU; dropped lines counted in status and the log' '
+test_expect_success '13: a 2.5 s flood of stderr costs the monitor under 6% of a CPU (14% before the rate limit); dropped lines counted in status and the log' '
 	m=$(mpid) &&
 	c0=$(cpu_ticks "$m") && t0=$(date +%s%N) &&
 	curl -sS -m 20 -o "$TEST_TMP/flood.out" "http://127.0.0.1:$P1/flood.php" &&
@@ -154,7 +154,7 @@ test_expect_success '13: a 2.5 s flood of stderr costs the monitor under 20% of 
 	used_ms=$(( (c1 - c0) * 1000 / hz )) && wall_ms=$(( (t1 - t0) / 1000000 )) &&
 	echo "monitor CPU: $used_ms ms in $wall_ms ms" &&
 	test "$wall_ms" -ge 2400 &&
-	test $((used_ms * 5)) -lt "$wall_ms" &&
+	test $((used_ms * 16)) -lt "$wall_ms" &&
 	sleep 1.2 &&
 	dropped=$(monitor_status | pj "j[\"monitor\"][\"log_dropped_lines\"]") &&
 	echo "dropped lines: $dropped" &&
