@@ -685,6 +685,62 @@ int slate_cgroup_stats(const struct slate_cgroup *cg, struct slate_cg_stats *st,
 	return 0;
 }
 
+/* ---- the monitor's own cgroup ---- */
+
+int slate_cgroup_monitor_enter(const char *root, const char *name, uint64_t memory, struct slate_cgroup *cg,
+			       slate_error_t *err)
+{
+	struct slate_cg_limits lim = { .memory = memory };
+	struct slate_cgroup new = { 0 };
+
+	if (slate_cgroup_create(root, name, &lim, &new, err) < 0)
+		return -1;
+	if ((new.version == 1 && cg_write_u64(new.path_memory, "memory.kmem.tcp.limit_in_bytes", memory, err) < 0) ||
+	    slate_cgroup_enter_self(&new, err) < 0) {
+		slate_error_t ignore = { 0 };
+		slate_cgroup_destroy(&new, &ignore);
+		slate_cgroup_free(&new);
+		return -1;
+	}
+	*cg = new;
+	return 0;
+}
+
+int slate_cgroup_monitor_leave(const char *root, struct slate_cgroup *cg, slate_error_t *err)
+{
+	static const char *const v1[] = { "memory", "pids", "cpu" };
+
+	if (cg->version == 2 && cg_write(root, "cgroup.procs", "0", err) < 0)
+		return -1;
+	for (size_t i = 0; cg->version == 1 && i < sizeof(v1) / sizeof(v1[0]); i++) {
+		cleanup_free char *dir = xasprintf("%s/%s", root, v1[i]);
+		if (cg_write(dir, "tasks", "0", err) < 0)
+			return -1;
+	}
+	return slate_cgroup_destroy(cg, err);
+}
+
+int slate_cgroup_memory(const struct slate_cgroup *cg, struct slate_cg_memory *m, slate_error_t *err)
+{
+	struct slate_cg_memory s = { 0 };
+	const char *dir = cg->version == 2 ? cg->path_v2 : cg->path_memory;
+
+	if (dir == NULL)
+		return slate_error_usage(err, "cgroup `%s` was not created", cg->name ? cg->name : "");
+	if (cg->version == 2) {
+		if (cg_read_u64(dir, "memory.max", &s.max, err) < 0 ||
+		    cg_read_u64(dir, "memory.current", &s.current, err) < 0 ||
+		    cg_read_key(dir, "memory.stat", "sock", &s.tcp, err) < 0)
+			return -1;
+	} else if (cg_read_u64(dir, "memory.limit_in_bytes", &s.max, err) < 0 ||
+		   cg_read_u64(dir, "memory.usage_in_bytes", &s.current, err) < 0 ||
+		   cg_read_u64(dir, "memory.kmem.tcp.usage_in_bytes", &s.tcp, err) < 0) {
+		return -1;
+	}
+	*m = s;
+	return 0;
+}
+
 /* ---- destroy ---- */
 
 /* Set once pidfd_open said ENOSYS (old kernel, or valgrind). */

@@ -96,6 +96,26 @@ void slate_cgroup_free(struct slate_cgroup *cg);
  * memory.oom_control oom_kill, or memory.failcnt on kernels before 4.13). */
 int slate_cgroup_stats(const struct slate_cgroup *cg, struct slate_cg_stats *st, slate_error_t *err);
 
+/* The monitor's own cgroup (attack review item 12): what an app's monitor
+ * costs the host (its relay's buffers, its log pump) is bounded and
+ * visible, apart from the instance's. slate_cgroup_monitor_enter creates
+ * `NAME` (see slate_cgroup_create; pids and cpu unlimited) with a memory
+ * limit, moves the caller into it and, on v1, where socket memory is only
+ * accounted once memory.kmem.tcp.limit_in_bytes is set, sets that to the
+ * same limit (v2 always charges sockets to the memory controller).
+ * slate_cgroup_monitor_leave moves the caller back to the root of each
+ * hierarchy and removes the cgroup. */
+int slate_cgroup_monitor_enter(const char *root, const char *name, uint64_t memory, struct slate_cgroup *cg,
+			       slate_error_t *err);
+int slate_cgroup_monitor_leave(const char *root, struct slate_cgroup *cg, slate_error_t *err);
+
+struct slate_cg_memory {
+	uint64_t max; /* the limit, bytes */
+	uint64_t current; /* charged now (v2: sockets included) */
+	uint64_t tcp; /* socket memory charged now (v1 memory.kmem.tcp.usage_in_bytes, v2 memory.stat sock) */
+};
+int slate_cgroup_memory(const struct slate_cgroup *cg, struct slate_cg_memory *m, slate_error_t *err);
+
 /* Remove every leftover `<root>/slate/<name>` and `<root>/<ctrl>/slate/<name>`
  * with no process left in it; one with a live process is kept. *removed is
  * the number of cgroups (names) removed. On an error the others are still

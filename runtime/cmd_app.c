@@ -45,6 +45,8 @@ static json_t *app_view(const struct slate_ctx *ctx, const char *name)
 		if (up)
 			json_object_set(o, "instance_pid", json_object_get(st, "instance_pid"));
 		json_object_set(o, "connections", json_object_get(st, "connections"));
+		if (json_object_get(st, "monitor"))
+			json_object_set(o, "monitor", json_object_get(st, "monitor"));
 	} else {
 		json_object_set_new(o, "state", json_string(rel && cur ? "stopped" : "new"));
 		json_object_set_new(o, "restarts", json_integer(0));

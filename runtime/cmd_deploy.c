@@ -276,6 +276,8 @@ static int do_deploy(const struct slate_ctx *ctx, struct deploy_opts *o, const c
 	}
 	opts = merge_options(app, o);
 	json_object_del(opts, "stopped");
+	if (monitor_check_published(s.m.image, opts, err) < 0)
+		goto out;
 	if (ask_deploy(ctx, &p, o->app, s.id, *number, opts, o->timeout ? o->timeout : MONITOR_HEALTH_TIMEOUT, err) <
 	    0) {
 		if (err->kind == SLATE_EXIT_REFUSED)

@@ -355,6 +355,62 @@ void logfile_close(struct logfile *l)
 	free(l);
 }
 
+/* ---- the pump's rate limit ---- */
+
+void logfile_rate_init(struct logfile_rate *r, uint64_t bytes_max, uint64_t lines_max)
+{
+	*r = (struct logfile_rate){ .bytes_max = bytes_max, .lines_max = lines_max };
+}
+
+uint64_t logfile_rate_tick(struct logfile_rate *r, double now, uint64_t *bytes)
+{
+	uint64_t lines = r->window_dropped_lines;
+
+	*bytes = 0;
+	if (now < r->window + 1.0)
+		return 0;
+	*bytes = r->window_dropped_bytes;
+	r->window = now;
+	r->bytes = r->lines = 0;
+	r->window_dropped_lines = r->window_dropped_bytes = 0;
+	return lines;
+}
+
+static uint64_t count_lines(const char *data, size_t len)
+{
+	uint64_t n = 0;
+
+	for (const char *p = data, *end = data + len; p < end; n++) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL)
+			return n + 1;
+		p = nl + 1;
+	}
+	return n;
+}
+
+bool logfile_rate_over(const struct logfile_rate *r, double now)
+{
+	return now < r->window + 1.0 && (r->bytes >= r->bytes_max || r->lines >= r->lines_max);
+}
+
+bool logfile_rate_take(struct logfile_rate *r, const char *data, size_t len)
+{
+	uint64_t lines = count_lines(data, len);
+
+	if (r->bytes + len > r->bytes_max || r->lines + lines > r->lines_max) {
+		r->window_dropped_lines += lines;
+		r->window_dropped_bytes += len;
+		r->dropped_lines += lines;
+		r->dropped_bytes += len;
+		r->bytes = r->bytes_max; /* the rest of the window is over, too */
+		return false;
+	}
+	r->bytes += len;
+	r->lines += lines;
+	return true;
+}
+
 /* ---- reading ---- */
 
 struct tail_file {

@@ -43,6 +43,35 @@ int logfile_write(struct logfile *l, const char *stream, const char *data, size_
  * Returns 0, or -1 with errno set. */
 int logfile_note(struct logfile *l, const char *fmt, ...) SLATE_PRINTF(2, 3);
 
+/* The log pump's rate limit (attack review item 13): an instance that
+ * floods its output would otherwise cost its monitor as much CPU as it
+ * spends itself, outside the instance's --cpus. Per one-second window, at
+ * most bytes_max bytes and lines_max lines go to the log; what is over is
+ * dropped and counted (the monitor notes the count in the log, once per
+ * window, and reports the totals in `slate status`). */
+#define LOGFILE_RATE_BYTES (1u << 20)
+#define LOGFILE_RATE_LINES 5000
+
+struct logfile_rate {
+	uint64_t bytes_max, lines_max;
+	double window; /* start of the current window, seconds */
+	uint64_t bytes, lines; /* taken in this window */
+	uint64_t window_dropped_lines, window_dropped_bytes;
+	uint64_t dropped_lines, dropped_bytes; /* since the start */
+};
+
+void logfile_rate_init(struct logfile_rate *r, uint64_t bytes_max, uint64_t lines_max);
+/* Opens a new window when now (seconds, monotonic) is past the current
+ * one; returns the lines dropped in the window that ended (bytes in
+ * *bytes), 0 when none. */
+uint64_t logfile_rate_tick(struct logfile_rate *r, double now, uint64_t *bytes);
+/* Does data still fit in this window (call logfile_rate_tick first)?
+ * true: taken (charged); false: over, counted as dropped (a partial line
+ * counts as one), and so is the rest of the window. */
+bool logfile_rate_take(struct logfile_rate *r, const char *data, size_t len);
+/* Over the budget for the current window already? */
+bool logfile_rate_over(const struct logfile_rate *r, double now);
+
 /* Write the partial lines still buffered, close. NULL is fine. */
 void logfile_close(struct logfile *l);
 

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "cgroup.h"
 #include "control.h"
 #include "env.h"
 #include "init.h"
@@ -39,6 +40,11 @@
 #define MAX_GENS 4
 #define MAX_PORTS 16
 #define MAX_POLL 128
+/* Attack review items 11-13: what the app can make its monitor spend. */
+#define MONITOR_FD_RESERVE 256 /* fds the relay leaves to the control socket, logs, generations */
+#define MONITOR_MEMORY (256ull << 20) /* the monitor's own cgroup */
+#define MONITOR_ACCEPT_PAUSE 0.25 /* s without accepting after EMFILE and kin */
+#define MONITOR_LOG_PAUSE 0.05 /* s without reading the instance's output when over the log rate */
 
 struct port {
 	char *host_ip;
@@ -100,6 +106,11 @@ struct monitor {
 	char *restart_bundle;
 	bool stopping;
 	int stop_client;
+	struct relay_limits limits;
+	double accept_pause_until, log_pause_until;
+	unsigned long long accept_pauses;
+	struct logfile_rate log_rate;
+	struct slate_cgroup cg; /* the monitor's own */
 };
 
 static double now(void)
@@ -294,6 +305,49 @@ static void close_connects(struct gen *g)
 	}
 }
 
+/* The instance port behind a published one: only a port that the image
+ * declares under "proxy_protocol" is relayed, and always with a PROXY
+ * line, so that no client can send its own (attack review item 14). -1
+ * when the image does not declare it. */
+static int proxy_target(const json_t *image, int port)
+{
+	char key[16];
+	json_t *v;
+
+	snprintf(key, sizeof(key), "%d", port);
+	v = json_object_get(json_object_get(image, "proxy_protocol"), key);
+	return json_is_integer(v) && json_integer_value(v) > 0 && json_integer_value(v) <= 65535
+		       ? (int)json_integer_value(v)
+		       : -1;
+}
+
+/* Every port published must be one the image declares under
+ * "proxy_protocol": the relay then always sends the PROXY line itself.
+ * Publishing any other port is refused (attack review item 14): a plain
+ * port cannot tell the client's address, and a proxy-protocol port
+ * reached directly would believe a PROXY line from the client. The CLI
+ * checks before a deploy, the monitor again before each start. */
+int monitor_check_published(const json_t *image, const json_t *options, slate_error_t *err)
+{
+	json_t *v;
+	size_t i;
+
+	json_array_foreach (json_object_get(options, "ports"), i, v) {
+		struct port p = { 0 };
+		int r = parse_port(json_string_value(v) ? json_string_value(v) : "", &p, err);
+		free(p.host_ip);
+		if (r < 0)
+			return -1;
+		if (proxy_target(image, p.port) < 0)
+			return slate_error_refuse(
+				err,
+				"port %d is not a proxy-protocol port of the image; publish one of its "
+				"`proxy_protocol` ports (e.g. 80)",
+				p.port);
+	}
+	return 0;
+}
+
 static struct gen *gen_start(struct monitor *m, const char *bundle_id, json_int_t release, json_t *options,
 			     slate_error_t *err)
 {
@@ -307,7 +361,8 @@ static struct gen *gen_start(struct monitor *m, const char *bundle_id, json_int_
 	g->release = release;
 	g->options = json_incref(options);
 	g->id = ++m->next_id;
-	if (slate_store_load(m->ctx->root, bundle_id, &g->bundle, err) < 0 || gen_env(m, g, err) < 0)
+	if (slate_store_load(m->ctx->root, bundle_id, &g->bundle, err) < 0 ||
+	    monitor_check_published(g->bundle.m.image, g->options, err) < 0 || gen_env(m, g, err) < 0)
 		goto fail;
 	gen_opts(m, g);
 	null = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -576,6 +631,32 @@ static void switch_to(struct monitor *m, struct gen *g)
 
 /* ---- control requests ---- */
 
+/* What the app costs its monitor, and the bounds on it (attack review
+ * items 11-13): connections refused and expired, the limits, the
+ * monitor's cgroup and its memory, log lines dropped. */
+static json_t *monitor_json(struct monitor *m)
+{
+	struct relay_stats rs;
+	struct slate_cg_memory mem = { 0 };
+	slate_error_t ignore = { 0 };
+	json_t *o;
+
+	relay_stats(m->relay, &rs);
+	o = json_pack("{s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:I}", "connections_refused",
+		      (json_int_t)rs.refused, "connections_expired", (json_int_t)rs.expired, "accept_pauses",
+		      (json_int_t)m->accept_pauses, "limits", "connections", (json_int_t)m->limits.total, "per_port",
+		      (json_int_t)m->limits.per_group, "per_address", (json_int_t)m->limits.per_addr, "idle_timeout_ms",
+		      (json_int_t)m->limits.idle_ms, "half_close_timeout_ms", (json_int_t)m->limits.half_close_ms,
+		      "log_dropped_lines", (json_int_t)m->log_rate.dropped_lines, "log_dropped_bytes",
+		      (json_int_t)m->log_rate.dropped_bytes);
+	if (m->cg.version && slate_cgroup_memory(&m->cg, &mem, &ignore) == 0)
+		json_object_set_new(o, "cgroup",
+				    json_pack("{s:s, s:i, s:I, s:I, s:I}", "name", m->cg.name, "version", m->cg.version,
+					      "memory_max", (json_int_t)mem.max, "memory_current",
+					      (json_int_t)mem.current, "socket_memory", (json_int_t)mem.tcp));
+	return o;
+}
+
 static json_t *status_json(struct monitor *m)
 {
 	json_t *r = control_ok();
@@ -589,6 +670,7 @@ static json_t *status_json(struct monitor *m)
 		json_object_set_new(r, "uptime", json_integer((json_int_t)(now() - m->current->started)));
 	}
 	json_object_set_new(r, "connections", json_integer((json_int_t)relay_open_count(m->relay, -1)));
+	json_object_set_new(r, "monitor", monitor_json(m));
 	return r;
 }
 
@@ -706,61 +788,102 @@ static void handle_request(struct monitor *m, int client, json_t *req)
 
 /* ---- connections ---- */
 
-/* A client on a published port: to the current generation's port, with a
- * PROXY line when the image asks for one on that port. */
+/* EMFILE and kin: the listener stays readable, so accepting again at once
+ * would spin at 100% CPU; new connections wait in the kernel's queue for
+ * a moment while open ones finish or expire. */
+static void accept_failed(struct monitor *m, int errnum)
+{
+	if (errnum != EMFILE && errnum != ENFILE && errnum != ENOBUFS && errnum != ENOMEM)
+		return;
+	if (m->accept_pause_until < now())
+		m->accept_pauses++;
+	m->accept_pause_until = now() + MONITOR_ACCEPT_PAUSE;
+}
+
+/* A client on a published port: to the current generation's port that the
+ * image declares for it, after a PROXY line. Counted per port and per
+ * client address (see relay_limits_for_nofile). */
 static void accept_port(struct monitor *m, struct port *p)
 {
 	slate_error_t e = { 0 };
-	int client = accept4(p->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), up;
-	json_t *proxy;
-	char line[160];
-	int len = 0, target = p->port;
+	int client = accept4(p->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), up, target, len, group;
+	char line[RELAY_PROXY_V1_MAX];
 
 	if (client < 0)
-		return;
-	if (m->current == NULL || m->current->exited) {
+		return accept_failed(m, errno);
+	group = (int)(p - m->ports);
+	target = m->current && !m->current->exited ? proxy_target(m->current->bundle.m.image, p->port) : -1;
+	if (target < 0 || relay_admit(m->relay, client, group, 1, &e) < 0) {
 		close(client);
 		return;
 	}
-	proxy = json_object_get(json_object_get(m->current->bundle.m.image, "proxy_protocol"), "80");
-	if (p->port == 80 && json_is_integer(proxy)) {
-		target = (int)json_integer_value(proxy);
-		len = relay_proxy_v1(client, line, sizeof(line), &e);
+	len = relay_proxy_v1(client, line, sizeof(line), &e);
+	if (len < 0) {
+		close(client);
+		return;
 	}
 	up = relay_connect_in(instance_netns_fd(m->current->in), m->host_netns, "127.0.0.1", target, &e);
-	if (up < 0 || len < 0 ||
-	    relay_add(m->relay, client, up, line, len > 0 ? (size_t)len : 0, (int)m->current->id, &e) < 0) {
-		if (up >= 0 && len < 0)
-			close(up);
-		if (up < 0 || len < 0)
-			close(client);
+	if (up < 0) {
+		accept_failed(m, e.errnum);
+		close(client);
+		return;
 	}
+	if (relay_add_group(m->relay, client, up, line, (size_t)len, (int)m->current->id, group, 1, &e) < 0)
+		accept_failed(m, e.errnum);
 }
 
-/* Something inside the instance connects to a granted service. */
+/* Something inside the instance connects to a granted service: counted
+ * per service (the client is always the instance). */
 static void accept_connect(struct monitor *m, struct gen *g, size_t i)
 {
 	slate_error_t e = { 0 };
 	int client = accept4(g->listen[i], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), up;
+	int group = MAX_PORTS + (int)i;
 
 	if (client < 0)
-		return;
-	up = relay_connect_in(m->host_netns, m->host_netns, m->connects[i].host, m->connects[i].host_port, &e);
-	if (up < 0) {
+		return accept_failed(m, errno);
+	if (relay_admit(m->relay, client, group, 0, &e) < 0) {
 		close(client);
 		return;
 	}
-	relay_add(m->relay, client, up, NULL, 0, (int)g->id, &e);
+	up = relay_connect_in(m->host_netns, m->host_netns, m->connects[i].host, m->connects[i].host_port, &e);
+	if (up < 0) {
+		accept_failed(m, e.errnum);
+		close(client);
+		return;
+	}
+	if (relay_add_group(m->relay, client, up, NULL, 0, (int)g->id, group, 0, &e) < 0)
+		accept_failed(m, e.errnum);
 }
 
+/* Once a second: what the rate limit dropped in the window that ended. */
+static void log_rate_tick(struct monitor *m)
+{
+	uint64_t bytes = 0, lines = logfile_rate_tick(&m->log_rate, now(), &bytes);
+
+	if (lines > 0 && m->log)
+		logfile_note(m->log,
+			     "log: dropped %llu lines (%llu bytes) over the rate limit (%u lines, %u bytes a second)",
+			     (unsigned long long)lines, (unsigned long long)bytes, LOGFILE_RATE_LINES,
+			     LOGFILE_RATE_BYTES);
+}
+
+/* The instance's output into the log, within the rate limit. Over it, what
+ * was read is dropped (counted) and the output is not read for a moment:
+ * the instance's writes wait on the full pipe meanwhile, so a flood costs
+ * the monitor a few reads a second, not as much CPU as the flood. */
 static void pump_log(struct monitor *m, int *fd, const char *stream)
 {
 	char buf[16384];
-	ssize_t n = read(*fd, buf, sizeof(buf));
+	ssize_t n;
 	slate_error_t ignore = { 0 };
 
+	log_rate_tick(m);
+	n = read(*fd, buf, sizeof(buf));
 	if (n > 0) {
-		if (m->log)
+		if (!logfile_rate_take(&m->log_rate, buf, (size_t)n))
+			m->log_pause_until = now() + MONITOR_LOG_PAUSE;
+		else if (m->log)
 			logfile_write(m->log, stream, buf, (size_t)n, &ignore);
 		return;
 	}
@@ -889,19 +1012,23 @@ static void padd(struct pset *s, int fd, short ev, enum pkind k, unsigned gen, s
 
 static void build_pollset(struct monitor *m, struct pset *s)
 {
+	bool accepting = now() >= m->accept_pause_until, logging = now() >= m->log_pause_until;
+
 	s->n = 0;
 	padd(s, m->sfd, POLLIN, P_SIG, 0, 0);
 	padd(s, m->ctl, POLLIN, P_CTL, 0, 0);
 	padd(s, relay_epoll_fd(m->relay), POLLIN, P_RELAY, 0, 0);
-	for (size_t i = 0; i < m->nports; i++)
+	for (size_t i = 0; i < m->nports && accepting; i++)
 		padd(s, m->ports[i].fd, POLLIN, P_PORT, 0, i);
 	for (int k = 0; k < MAX_GENS; k++) {
 		struct gen *g = m->gens[k];
 		if (g == NULL)
 			continue;
-		padd(s, g->out, POLLIN, P_OUT, g->id, 0);
-		padd(s, g->err, POLLIN, P_ERR, g->id, 0);
-		for (size_t i = 0; i < m->nconnects; i++)
+		if (logging) {
+			padd(s, g->out, POLLIN, P_OUT, g->id, 0);
+			padd(s, g->err, POLLIN, P_ERR, g->id, 0);
+		}
+		for (size_t i = 0; i < m->nconnects && accepting; i++)
 			padd(s, g->listen[i], POLLIN, P_CONN, g->id, i);
 	}
 	if (m->health.fd >= 0)
@@ -1024,6 +1151,8 @@ static int run_loop(struct monitor *m)
 		health_tick(m);
 		restart_tick(m);
 		drain_tick(m);
+		relay_expire(m->relay);
+		log_rate_tick(m);
 		if (m->stopping && all_gone(m))
 			break;
 		build_pollset(m, &s);
@@ -1100,6 +1229,9 @@ static int monitor_init(struct monitor *m, slate_error_t *err)
 	m->options = opts ? opts : json_object();
 	m->host_netns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	m->relay = relay_new(err);
+	if (m->relay)
+		relay_set_limits(m->relay, &m->limits);
+	logfile_rate_init(&m->log_rate, LOGFILE_RATE_BYTES, LOGFILE_RATE_LINES);
 	m->log = logfile_open(m->p.logs, LOG_MAX_BYTES, LOG_KEEP, err);
 	if (m->host_netns < 0 || m->relay == NULL || m->log == NULL)
 		return m->host_netns < 0 ? slate_error_sys(err, errno, "open the host network namespace") : -1;
@@ -1122,6 +1254,51 @@ static void monitor_free(struct monitor *m)
 	relay_free(m->relay);
 	json_decref(m->options);
 	app_paths_free(&m->p);
+	if (m->cg.version) {
+		slate_error_t ignore = { 0 };
+		slate_cgroup_monitor_leave(SLATE_CGROUP_ROOT, &m->cg, &ignore);
+	}
+	slate_cgroup_free(&m->cg);
+}
+
+/* A test and operator knob: SLATE_RELAY_IDLE_TIMEOUT and
+ * SLATE_RELAY_HALF_CLOSE_TIMEOUT, in seconds (1 to 86400), in the
+ * environment of the command that starts the monitor. */
+static unsigned env_seconds_ms(const char *name, unsigned dflt)
+{
+	const char *v = getenv(name);
+	char *end = NULL;
+	unsigned long n;
+
+	if (v == NULL || *v == '\0')
+		return dflt;
+	n = strtoul(v, &end, 10);
+	return *end == '\0' && n >= 1 && n <= 86400 ? (unsigned)n * 1000 : dflt;
+}
+
+/* The relay's limits from the fd limit (raised to the hard one first). */
+static void monitor_limits(struct monitor *m)
+{
+	struct rlimit nofile = { 1024, 1024 };
+
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
+			(void)getrlimit(RLIMIT_NOFILE, &nofile);
+	}
+	relay_limits_for_nofile(&m->limits, (unsigned long)nofile.rlim_cur, MONITOR_FD_RESERVE);
+	m->limits.idle_ms = env_seconds_ms("SLATE_RELAY_IDLE_TIMEOUT", m->limits.idle_ms);
+	m->limits.half_close_ms = env_seconds_ms("SLATE_RELAY_HALF_CLOSE_TIMEOUT", m->limits.half_close_ms);
+}
+
+/* Each app's monitor in a cgroup of its own, with a memory limit (its
+ * relay's socket memory included), so that what an app costs the host
+ * beyond its instance is bounded and visible (attack review item 12). */
+static int monitor_cgroup(struct monitor *m, slate_error_t *err)
+{
+	cleanup_free char *name = xasprintf("%s-monitor.%d", m->app, (int)getpid());
+
+	return slate_cgroup_monitor_enter(SLATE_CGROUP_ROOT, name, MONITOR_MEMORY, &m->cg, err);
 }
 
 int monitor_main(struct slate_ctx *ctx, const char *app)
@@ -1131,16 +1308,11 @@ int monitor_main(struct slate_ctx *ctx, const char *app)
 	int lock, r;
 
 	app_paths(ctx, app, &m.p);
-	/* Each relayed connection holds six fds (two sockets, two pipes). */
-	struct rlimit nofile;
-	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
-		nofile.rlim_cur = nofile.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &nofile);
-	}
+	monitor_limits(&m);
 	lock = open(m.p.monitor_lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) < 0)
 		return SLATE_EXIT_SYSTEM; /* another monitor is alive */
-	if (monitor_init(&m, &err) < 0) {
+	if (monitor_cgroup(&m, &err) < 0 || monitor_init(&m, &err) < 0) {
 		if (m.log)
 			logfile_note(m.log, "monitor: %s", err.msg);
 		monitor_free(&m);

@@ -22,6 +22,9 @@ int monitor_spawn(const struct slate_ctx *ctx, const char *app, slate_error_t *e
 bool monitor_alive(const struct slate_ctx *ctx, const char *app);
 /* Check a -p ([HOSTIP:]HOSTPORT:PORT) or --connect ([IP:]PORT=HOST:HOSTPORT) spec. */
 int monitor_check_spec(const char *s, slate_error_t *err);
+/* Refused unless every port in options' "ports" is a `proxy_protocol`
+ * port of image (see monitor.c). */
+int monitor_check_published(const json_t *image, const json_t *options, slate_error_t *err);
 /* The host port of a -p spec (0 if it is not one). */
 int monitor_spec_host_port(const char *s);
 /* The monitor's main (slate-monitor, runtime/monitor_main.c). */

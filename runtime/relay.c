@@ -14,12 +14,12 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "relay.h"
 #include "slate/util.h"
 
-#define RELAY_PIPE_SIZE (256 * 1024) /* per direction; 64 KiB (the default) when the kernel refuses more */
 #define RELAY_ROUNDS 32 /* splices per direction per wakeup, so that one fast connection cannot starve the others */
 #define RELAY_EVENTS 64
 
@@ -39,14 +39,23 @@ struct relay_pair {
 	bool connecting;
 	unsigned char *prefix; /* still to send upstream, before any client byte */
 	size_t prefix_len, prefix_off;
-	int tag;
+	int tag, group;
+	struct sockaddr_storage addr; /* the client's address, port 0; family 0 when not counted */
 	uint32_t slot, gen;
+	long long last_ms; /* the last event */
+	struct relay_pair *prev, *next; /* in its timeout list, oldest event first */
+	int list;
 };
+
+enum { LIST_OPEN = 0, LIST_HALF = 1 }; /* both sides open; one side's EOF passed on */
 
 struct relay {
 	int epfd;
 	struct relay_pair **slots;
-	size_t nslots, open, max, hint;
+	size_t nslots, open, hint;
+	struct relay_limits lim;
+	struct relay_pair *head[2], *tail[2];
+	struct relay_stats stats;
 	uint32_t gen;
 };
 
@@ -74,6 +83,21 @@ static int parse_addr(const char *ip, int port, int min_port, struct sockaddr_st
 		return 0;
 	}
 	return slate_error_usage(err, "relay: `%s` is not an IP address", ip);
+}
+
+/* Small fixed buffers bound what one connection can pin in kernel memory
+ * (autotuned TCP buffers grow to megabytes each, charged to no app's
+ * cgroup): a peer that never reads fills these and then waits. Set before
+ * connect and listen, so that the window scale agrees; accepted sockets
+ * inherit the listener's. */
+static int socket_small(int fd, slate_error_t *err)
+{
+	int size = RELAY_SOCK_BUF;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)) < 0)
+		return slate_error_sys(err, errno, "relay: set socket buffer sizes");
+	return 0;
 }
 
 /* Rationale: a socket belongs to the network namespace it was created in for
@@ -104,6 +128,10 @@ static int socket_in(int netns_fd, int host_netns_fd, int family, slate_error_t 
 	}
 	if (fd < 0)
 		return slate_error_sys(err, errno, "relay: create a socket");
+	if (socket_small(fd, err) < 0) {
+		close(fd);
+		return -1;
+	}
 	return fd;
 }
 
@@ -229,8 +257,9 @@ static void pair_freep(struct relay_pair **p)
 		pair_free(*p);
 }
 
-/* A larger pipe only means fewer splices per megabyte: when the kernel
- * refuses the size (pipe-max-size, pipe-user-pages-*), the default will do. */
+/* Smaller than the default (64 KiB): pipe pages are what a connection that
+ * is not read pins, besides its sockets. When the kernel refuses the size
+ * the default will do. */
 static int pipe_open(int fds[2], slate_error_t *err)
 {
 	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
@@ -255,7 +284,7 @@ static int socket_prepare(int fd, slate_error_t *err)
 	if (setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one)) < 0 && errno != EOPNOTSUPP &&
 	    errno != ENOPROTOOPT)
 		return slate_error_sys(err, errno, "relay: SO_OOBINLINE");
-	return 0;
+	return socket_small(fd, err);
 }
 
 static struct relay_pair *pair_new(int *client, int *upstream, const void *prefix, size_t prefix_len, int tag,
@@ -316,7 +345,11 @@ struct relay *relay_new(slate_error_t *err)
 	}
 	r = xcalloc(1, sizeof(*r));
 	r->epfd = epfd;
-	r->max = RELAY_MAX_PAIRS;
+	r->lim = (struct relay_limits){ .total = RELAY_MAX_PAIRS,
+					.per_group = RELAY_MAX_PAIRS,
+					.per_addr = RELAY_MAX_PAIRS,
+					.idle_ms = RELAY_IDLE_MS,
+					.half_close_ms = RELAY_HALF_CLOSE_MS };
 	return r;
 }
 
@@ -327,7 +360,68 @@ int relay_epoll_fd(const struct relay *r)
 
 void relay_set_limit(struct relay *r, size_t max)
 {
-	r->max = max;
+	r->lim.total = max;
+}
+
+/* Six fds per connection (two sockets, two pipes); the control socket, the
+ * logs and a starting generation live in the reserve, so that a flood of
+ * connections cannot take them (EMFILE). Halves per group, so that one
+ * published port or granted service cannot shut out the others; a quarter
+ * of a group per client address (behind a reverse proxy on the same host,
+ * raise RLIMIT_NOFILE). */
+void relay_limits_for_nofile(struct relay_limits *l, unsigned long nofile, unsigned long reserve)
+{
+	size_t total = nofile > reserve + 6 ? (nofile - reserve) / 6 : 1;
+
+	if (total > RELAY_MAX_PAIRS)
+		total = RELAY_MAX_PAIRS;
+	l->total = total;
+	l->per_group = total / 2 > 0 ? total / 2 : 1;
+	l->per_addr = l->per_group / 4 > 0 ? l->per_group / 4 : 1;
+	l->idle_ms = RELAY_IDLE_MS;
+	l->half_close_ms = RELAY_HALF_CLOSE_MS;
+}
+
+void relay_set_limits(struct relay *r, const struct relay_limits *l)
+{
+	r->lim = *l;
+}
+
+static long long mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- timeouts: two lists, oldest event first, so that expiry only looks
+ * at what expires ---- */
+
+static void list_unlink(struct relay *r, struct relay_pair *p)
+{
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		r->head[p->list] = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
+	else
+		r->tail[p->list] = p->prev;
+	p->prev = p->next = NULL;
+}
+
+static void list_append(struct relay *r, struct relay_pair *p, long long now)
+{
+	p->list = p->dir[0].done || p->dir[1].done ? LIST_HALF : LIST_OPEN;
+	p->last_ms = now;
+	p->prev = r->tail[p->list];
+	p->next = NULL;
+	if (p->prev)
+		p->prev->next = p;
+	else
+		r->head[p->list] = p;
+	r->tail[p->list] = p;
 }
 
 /* Out of the epoll set before the close: a copy of the fd in a child that
@@ -337,9 +431,27 @@ static void pair_drop(struct relay *r, struct relay_pair *p)
 	for (int s = 0; s < 2; s++)
 		if (p->armed[s] != 0)
 			(void)epoll_ctl(r->epfd, EPOLL_CTL_DEL, p->fd[s], NULL);
+	list_unlink(r, p);
 	r->slots[p->slot] = NULL;
 	r->open--;
 	pair_free(p);
+}
+
+void relay_expire(struct relay *r)
+{
+	long long now = mono_ms();
+	const unsigned timeout[2] = { r->lim.idle_ms, r->lim.half_close_ms };
+
+	for (int l = 0; l < 2; l++)
+		while (r->head[l] != NULL && now - r->head[l]->last_ms >= (long long)timeout[l]) {
+			pair_drop(r, r->head[l]);
+			r->stats.expired++;
+		}
+}
+
+void relay_stats(const struct relay *r, struct relay_stats *st)
+{
+	*st = r->stats;
 }
 
 /* What fd[s] waits for: input when its direction's pipe is empty, output
@@ -376,9 +488,83 @@ static int pair_arm(struct relay *r, struct relay_pair *p)
 	return 0;
 }
 
+/* The client's address without its port (family 0: not counted). */
+static void client_addr(int fd, int by_addr, struct sockaddr_storage *ss)
+{
+	socklen_t len = sizeof(*ss);
+
+	memset(ss, 0, sizeof(*ss));
+	if (!by_addr || getpeername(fd, (struct sockaddr *)ss, &len) < 0) {
+		memset(ss, 0, sizeof(*ss));
+		return;
+	}
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = 0;
+	else if (ss->ss_family == AF_INET6)
+		((struct sockaddr_in6 *)ss)->sin6_port = 0, ((struct sockaddr_in6 *)ss)->sin6_flowinfo = 0;
+	else
+		memset(ss, 0, sizeof(*ss));
+}
+
+static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family || a->ss_family == 0)
+		return false;
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr, &((const struct sockaddr_in6 *)b)->sin6_addr,
+		      sizeof(struct in6_addr)) == 0;
+}
+
+size_t relay_group_count(const struct relay *r, int group)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->nslots; i++)
+		n += r->slots[i] != NULL && r->slots[i]->group == group;
+	return n;
+}
+
+/* One pass over the open pairs: a few thousand at most (the limits), and
+ * only when a connection arrives. */
+static int admit(struct relay *r, const struct sockaddr_storage *addr, int group, slate_error_t *err)
+{
+	size_t in_group = 0, from_addr = 0;
+
+	if (r->open >= r->lim.total)
+		return slate_error_refuse(err, "relay: %zu connections open, refusing another", r->open);
+	for (size_t i = 0; group >= 0 && i < r->nslots; i++) {
+		const struct relay_pair *p = r->slots[i];
+		if (p == NULL || p->group != group)
+			continue;
+		in_group++;
+		from_addr += same_addr(&p->addr, addr);
+	}
+	if (group >= 0 && in_group >= r->lim.per_group)
+		return slate_error_refuse(err, "relay: %zu connections open on this port or service, refusing another",
+					  in_group);
+	if (group >= 0 && addr->ss_family != 0 && from_addr >= r->lim.per_addr)
+		return slate_error_refuse(err, "relay: %zu connections open from this address, refusing another",
+					  from_addr);
+	return 0;
+}
+
+int relay_admit(struct relay *r, int client, int group, int by_addr, slate_error_t *err)
+{
+	struct sockaddr_storage addr;
+
+	client_addr(client, by_addr, &addr);
+	if (admit(r, &addr, group, err) < 0) {
+		r->stats.refused++;
+		return -1;
+	}
+	return 0;
+}
+
 static int slot_take(struct relay *r, slate_error_t *err)
 {
-	if (r->open >= r->max)
+	if (r->open >= r->lim.total)
 		return slate_error_refuse(err, "relay: %zu connections open, refusing another", r->open);
 	if (r->open == r->nslots) {
 		size_t n = r->nslots ? r->nslots * 2 : 16;
@@ -391,29 +577,45 @@ static int slot_take(struct relay *r, slate_error_t *err)
 	return (int)(r->hint++ % r->nslots);
 }
 
-int relay_add(struct relay *r, int client, int upstream, const void *prefix, size_t prefix_len, int tag,
-	      slate_error_t *err)
+int relay_add_group(struct relay *r, int client, int upstream, const void *prefix, size_t prefix_len, int tag,
+		    int group, int by_addr, slate_error_t *err)
 {
 	cleanup_close int c = client;
 	cleanup_close int u = upstream;
+	struct sockaddr_storage addr;
 	struct relay_pair *p;
-	int slot = slot_take(r, err);
+	int slot;
 
+	client_addr(c, by_addr, &addr);
+	if (admit(r, &addr, group, err) < 0) {
+		r->stats.refused++;
+		return -1;
+	}
+	slot = slot_take(r, err);
 	if (slot < 0)
 		return -1;
 	p = pair_new(&c, &u, prefix, prefix_len, tag, err);
 	if (p == NULL)
 		return -1;
+	p->group = group;
+	p->addr = addr;
 	p->slot = (uint32_t)slot;
 	p->gen = ++r->gen;
 	r->slots[slot] = p;
 	r->open++;
+	list_append(r, p, mono_ms());
 	if (pair_arm(r, p) < 0) {
 		slate_error_sys(err, errno, "relay: epoll_ctl");
 		pair_drop(r, p);
 		return -1;
 	}
 	return 0;
+}
+
+int relay_add(struct relay *r, int client, int upstream, const void *prefix, size_t prefix_len, int tag,
+	      slate_error_t *err)
+{
+	return relay_add_group(r, client, upstream, prefix, prefix_len, tag, -1, 0, err);
 }
 
 /* ---- pumping ---- */
@@ -527,6 +729,7 @@ int relay_dispatch(struct relay *r, int timeout_ms)
 {
 	struct epoll_event evs[RELAY_EVENTS];
 	int n = epoll_wait(r->epfd, evs, RELAY_EVENTS, timeout_ms);
+	long long now = mono_ms();
 
 	if (n < 0)
 		return errno == EINTR ? 0 : -1;
@@ -538,9 +741,15 @@ int relay_dispatch(struct relay *r, int timeout_ms)
 
 		if (p == NULL || p->gen != gen) /* dropped earlier in this batch */
 			continue;
-		if (pair_event(p, s, evs[i].events) < 0 || (p->dir[0].done && p->dir[1].done) || pair_arm(r, p) < 0)
+		if (pair_event(p, s, evs[i].events) < 0 || (p->dir[0].done && p->dir[1].done) || pair_arm(r, p) < 0) {
 			pair_drop(r, p);
+			continue;
+		}
+		/* An event is activity: bytes moved, or room for them. */
+		list_unlink(r, p);
+		list_append(r, p, now);
 	}
+	relay_expire(r);
 	return n;
 }
 

@@ -893,6 +893,69 @@ static void test_real_create_enter_destroy(void **state)
 	close(report);
 }
 
+/* The monitor's own cgroup (attack review item 12): a child enters it
+ * with a memory limit (on v1 also the TCP one), is in it, sees the limit
+ * through slate_cgroup_memory, leaves it, and the cgroup is gone. */
+static void test_real_monitor_cgroup(void **state)
+{
+	struct real *r = *state;
+	int report[2];
+	pid_t pid;
+	char res = 0;
+
+	require_real(r);
+	assert_int_equal(pipe2(report, O_CLOEXEC), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct slate_cgroup cg = { 0 };
+		struct slate_cg_memory mem = { 0 };
+		slate_error_t err = { 0 };
+		char *want = xasprintf("/slate/%s\n", r->name);
+		char *mine = read_in("/proc/self", "cgroup");
+		char c = 'e';
+
+		free(mine);
+		if (slate_cgroup_monitor_enter(SLATE_CGROUP_ROOT, r->name, 64 << 20, &cg, &err) == 0) {
+			mine = read_in("/proc/self", "cgroup");
+			c = strstr(mine, want) == NULL ? 'i' : 'm';
+			free(mine);
+		}
+		if (c == 'm')
+			c = slate_cgroup_memory(&cg, &mem, &err) == 0 && mem.max == 64 << 20 && mem.current > 0 &&
+					    mem.current < 64 << 20
+				    ? 'l'
+				    : 'M';
+		if (c == 'l')
+			c = slate_cgroup_monitor_leave(SLATE_CGROUP_ROOT, &cg, &err) == 0 ? 'k' : 'L';
+		if (c == 'k') {
+			mine = read_in("/proc/self", "cgroup");
+			c = strstr(mine, want) == NULL ? 'o' : 'S';
+			free(mine);
+		}
+		if (c != 'o')
+			fprintf(stderr, "monitor cgroup: step %c: %s\n", c, err.msg);
+		_exit(write(report[1], &c, 1) == 1 ? 0 : 1);
+	}
+	close(report[1]);
+	{
+		struct pollfd pfd = { .fd = report[0], .events = POLLIN };
+		assert_int_equal(poll(&pfd, 1, 10000), 1);
+		assert_int_equal(read(report[0], &res, 1), 1);
+	}
+	close(report[0]);
+	assert_int_equal(res, 'o');
+	waitpid(pid, NULL, 0);
+	{
+		char *v1 = xasprintf("%s/memory/slate/%s", SLATE_CGROUP_ROOT, r->name);
+		char *v2 = xasprintf("%s/slate/%s", SLATE_CGROUP_ROOT, r->name);
+		if (exists(v1) || exists(v2))
+			fail_msg("the monitor cgroup `%s` is left", r->name);
+		free(v1);
+		free(v2);
+	}
+}
+
 struct bomb_report {
 	int forked, eagain, other;
 };
@@ -1111,6 +1174,7 @@ int main(void)
 	};
 	const struct CMUnitTest real[] = {
 		cmocka_unit_test_setup_teardown(test_real_create_enter_destroy, real_setup, real_teardown),
+		cmocka_unit_test_setup_teardown(test_real_monitor_cgroup, real_setup, real_teardown),
 		cmocka_unit_test_setup_teardown(test_real_fork_bomb_stopped, real_setup, real_teardown),
 		cmocka_unit_test_setup_teardown(test_real_memory_hog_killed, real_setup, real_teardown),
 		cmocka_unit_test_setup_teardown(test_real_cleanup_stale, real_setup, real_teardown),

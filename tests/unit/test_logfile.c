@@ -503,6 +503,39 @@ static void test_follow_until_stop(void **state)
 	logfile_close(l);
 }
 
+/* The pump's rate limit (attack review item 13): within a window what
+ * fits is taken, the rest of the window is dropped and counted; the next
+ * window reports the drop once and takes again. */
+static void test_rate_limit_window(void **state)
+{
+	struct logfile_rate r;
+	uint64_t bytes = 0;
+
+	(void)state;
+	logfile_rate_init(&r, 100, 3);
+	assert_int_equal(logfile_rate_tick(&r, 10.0, &bytes), 0); /* the first window opens */
+	assert_true(logfile_rate_take(&r, "a\nb\n", 4));
+	assert_false(logfile_rate_over(&r, 10.1));
+	assert_false(logfile_rate_take(&r, "c\nd\n", 4)); /* 4 lines > 3 */
+	assert_true(logfile_rate_over(&r, 10.2));
+	assert_false(logfile_rate_take(&r, "e", 1)); /* the rest of the window too */
+	assert_int_equal(r.dropped_lines, 3);
+	assert_int_equal(r.dropped_bytes, 5);
+	assert_int_equal(logfile_rate_tick(&r, 10.5, &bytes), 0); /* same window */
+	assert_int_equal(logfile_rate_tick(&r, 11.0, &bytes), 3);
+	assert_int_equal(bytes, 5);
+	assert_int_equal(logfile_rate_tick(&r, 12.5, &bytes), 0); /* reported once */
+	assert_false(logfile_rate_over(&r, 12.5));
+	assert_true(logfile_rate_take(&r, "f\n", 2));
+	{
+		const char *big =
+			"a line of more than the hundred bytes of this budget, which is dropped whole, even "
+			"if it is a single line of text\n";
+		assert_false(logfile_rate_take(&r, big, strlen(big)));
+	}
+	assert_int_equal(r.dropped_lines, 4);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -516,6 +549,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tail_without_logs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_follow_until_writer_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_follow_until_stop, setup, teardown),
+		cmocka_unit_test(test_rate_limit_window),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

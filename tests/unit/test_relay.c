@@ -358,6 +358,8 @@ struct harness {
 	int up_port;
 	bool proxy; /* send the PROXY line upstream */
 	int tag;
+	bool grouped; /* relay_admit + relay_add_group with group, by_addr (the monitor's way) */
+	int group, by_addr;
 	int accepted, refused;
 	slate_error_t err; /* the last refusal */
 };
@@ -370,10 +372,17 @@ static void harness_accept(struct harness *h)
 		if (fd < 0)
 			return;
 		h->accepted++;
+		if (h->grouped && relay_admit(h->r, fd, h->group, h->by_addr, &h->err) < 0) {
+			close(fd);
+			h->refused++;
+			continue;
+		}
 		if (h->proxy && (len = relay_proxy_v1(fd, line, sizeof(line), &h->err)) < 0)
 			fail_msg("relay_proxy_v1: %s", h->err.msg);
 		up = relay_connect_in(h->up_netns, ns.host, "127.0.0.1", h->up_port, &h->err);
-		if (up < 0 || relay_add(h->r, fd, up, line, (size_t)len, h->tag, &h->err) < 0) {
+		if (up < 0 || (h->grouped ? relay_add_group(h->r, fd, up, line, (size_t)len, h->tag, h->group,
+							    h->by_addr, &h->err)
+					  : relay_add(h->r, fd, up, line, (size_t)len, h->tag, &h->err)) < 0) {
 			if (up < 0)
 				close(fd);
 			h->refused++;
@@ -385,6 +394,7 @@ static void harness_step(struct harness *h, int timeout_ms)
 {
 	struct pollfd pfd[2] = { { .fd = h->lfd, .events = POLLIN }, { .fd = relay_epoll_fd(h->r), .events = POLLIN } };
 
+	relay_expire(h->r); /* what the monitor's loop does on every round */
 	if (poll(pfd, 2, timeout_ms) <= 0)
 		return;
 	if (pfd[0].revents & POLLIN)
@@ -1050,6 +1060,198 @@ static void test_relay_upstream_refused(void **state)
 	harness_close(&h);
 }
 
+/* ---- tests: bounds (attack review items 11 and 12) ---- */
+
+static void harness_limits(struct harness *h, size_t total, size_t per_group, size_t per_addr, unsigned idle_ms,
+			   unsigned half_ms)
+{
+	struct relay_limits l = { total, per_group, per_addr, idle_ms, half_ms };
+
+	relay_set_limits(h->r, &l);
+}
+
+/* A connection from 127.0.0.x to 127.0.0.1:port. */
+static int connect_from(const char *src, int port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct sockaddr_in me = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	inet_pton(AF_INET, src, &me.sin_addr);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&me, sizeof(me)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* An idle connection is closed after the idle timeout; one that keeps
+ * talking stays. */
+static void test_relay_idle_timeout(void **state)
+{
+	struct harness h;
+	struct relay_stats st;
+	int idle, busy;
+
+	(void)state;
+	need_root();
+	harness_open(&h, false);
+	harness_limits(&h, 100, 100, 100, 400, 400);
+	idle = connect_local(h.lport);
+	busy = connect_local(h.lport);
+	assert_true(idle >= 0 && busy >= 0);
+	assert_true(roundtrip(&h, idle, "a"));
+	for (int i = 0; i < 8; i++) {
+		assert_true(roundtrip(&h, busy, "b"));
+		for (long long end = now_ms() + 100; now_ms() < end;)
+			harness_step(&h, 20);
+	}
+	assert_true(dropped(idle));
+	assert_int_equal(relay_open_count(h.r, -1), 1);
+	assert_true(roundtrip(&h, busy, "still here"));
+	relay_stats(h.r, &st);
+	assert_int_equal(st.expired, 1);
+	close(idle);
+	close(busy);
+	harness_until_count(&h, -1, 0, budget_ms(5000));
+	harness_close(&h);
+}
+
+/* The upstream closed, the client never does (nor sends): the whole
+ * connection goes after the half-close timeout, long before the idle one. */
+static void test_relay_half_close_timeout(void **state)
+{
+	struct harness h;
+	int lfd, port, up, fd;
+	long long start;
+
+	(void)state;
+	need_root();
+	harness_open(&h, false);
+	harness_limits(&h, 100, 100, 100, 60000, 300);
+	lfd = listen_any(&port);
+	assert_true(lfd >= 0);
+	h.up_netns = -1; /* the host: this test is the upstream */
+	h.up_port = port;
+	fd = connect_local(h.lport);
+	assert_true(fd >= 0);
+	for (long long end = now_ms() + budget_ms(5000); h.accepted < 1 && now_ms() < end;)
+		harness_step(&h, 20);
+	up = accept(lfd, NULL, NULL);
+	assert_true(up >= 0);
+	close(up);
+	start = now_ms();
+	harness_until_count(&h, -1, 0, budget_ms(5000));
+	assert_true(now_ms() - start >= 250);
+	assert_true(dropped(fd));
+	close(fd);
+	close(lfd);
+	harness_close(&h);
+}
+
+/* One address at its cap is refused, another address is still served,
+ * and a group at its cap refuses every address. */
+static void test_relay_caps_per_addr_and_group(void **state)
+{
+	struct harness h;
+	struct relay_stats st;
+	int a[3], b[2];
+
+	(void)state;
+	need_root();
+	harness_open(&h, false);
+	harness_limits(&h, 100, 4, 2, 60000, 60000);
+	h.grouped = true;
+	h.group = 0;
+	h.by_addr = 1;
+	for (int i = 0; i < 3; i++)
+		assert_true((a[i] = connect_from("127.0.0.1", h.lport)) >= 0);
+	for (long long end = now_ms() + budget_ms(5000); h.accepted < 3 && now_ms() < end;)
+		harness_step(&h, 20);
+	assert_int_equal(h.refused, 1);
+	assert_error(&h.err, SLATE_EXIT_REFUSED, "from this address");
+	assert_true(dropped(a[2]));
+	for (int i = 0; i < 2; i++) {
+		assert_true((b[i] = connect_from("127.0.0.2", h.lport)) >= 0);
+		assert_true(roundtrip(&h, b[i], "other address"));
+	}
+	assert_int_equal(relay_group_count(h.r, 0), 4);
+	close(a[2]);
+	assert_true((a[2] = connect_from("127.0.0.3", h.lport)) >= 0);
+	for (long long end = now_ms() + budget_ms(5000); h.accepted < 6 && now_ms() < end;)
+		harness_step(&h, 20);
+	assert_int_equal(h.refused, 2);
+	assert_error(&h.err, SLATE_EXIT_REFUSED, "on this port or service");
+	assert_true(dropped(a[2]));
+	assert_true(roundtrip(&h, a[0], "a0"));
+	relay_stats(h.r, &st);
+	assert_int_equal(st.refused, 2);
+	for (int i = 0; i < 3; i++)
+		close(a[i]);
+	for (int i = 0; i < 2; i++)
+		close(b[i]);
+	harness_until_count(&h, -1, 0, budget_ms(5000));
+	harness_close(&h);
+}
+
+static void test_relay_limits_for_nofile(void **state)
+{
+	struct relay_limits l;
+
+	(void)state;
+	relay_limits_for_nofile(&l, 1024, 256);
+	assert_int_equal(l.total, 128);
+	assert_int_equal(l.per_group, 64);
+	assert_int_equal(l.per_addr, 16);
+	assert_int_equal(l.idle_ms, RELAY_IDLE_MS);
+	assert_int_equal(l.half_close_ms, RELAY_HALF_CLOSE_MS);
+	relay_limits_for_nofile(&l, 1u << 20, 256);
+	assert_int_equal(l.total, RELAY_MAX_PAIRS);
+	relay_limits_for_nofile(&l, 100, 256);
+	assert_int_equal(l.total, 1);
+	assert_int_equal(l.per_group, 1);
+	assert_int_equal(l.per_addr, 1);
+}
+
+static int sockbuf(int fd, int opt)
+{
+	int v = -1;
+	socklen_t len = sizeof(v);
+
+	return getsockopt(fd, SOL_SOCKET, opt, &v, &len) < 0 ? -1 : v;
+}
+
+/* Relay sockets have small fixed buffers (the kernel reports twice the
+ * size set), also the accepted ones (inherited from the listener). */
+static void test_relay_small_buffers(void **state)
+{
+	slate_error_t err = { 0 };
+	int lfd, up, c, acc;
+
+	(void)state;
+	need_root();
+	lfd = relay_listen_host("127.0.0.1", 0, &err);
+	assert_true(lfd >= 0);
+	up = relay_connect_in(ns.netns, ns.host, "127.0.0.1", ns.echo_port, &err);
+	assert_true(up >= 0);
+	c = connect_local(local_port(lfd));
+	assert_true(c >= 0);
+	acc = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(acc >= 0);
+	for (int i = 0; i < 2; i++) {
+		int opt = i ? SO_SNDBUF : SO_RCVBUF;
+		assert_int_equal(sockbuf(up, opt), 2 * RELAY_SOCK_BUF);
+		assert_int_equal(sockbuf(acc, opt), 2 * RELAY_SOCK_BUF);
+	}
+	close(acc);
+	close(c);
+	close(up);
+	close(lfd);
+}
+
 /* ---- tests: PROXY v1 ---- */
 
 static void proxy_case(int family, const char *listen_ip, const char *connect_ip, bool dual, const char *want_fmt)
@@ -1297,6 +1499,11 @@ int main(void)
 		cmocka_unit_test(test_relay_stalled_reader_idles),
 		cmocka_unit_test(test_relay_urgent_data),
 		cmocka_unit_test(test_relay_upstream_refused),
+		cmocka_unit_test(test_relay_idle_timeout),
+		cmocka_unit_test(test_relay_half_close_timeout),
+		cmocka_unit_test(test_relay_caps_per_addr_and_group),
+		cmocka_unit_test(test_relay_limits_for_nofile),
+		cmocka_unit_test(test_relay_small_buffers),
 		cmocka_unit_test(test_proxy_v1_ipv4),
 		cmocka_unit_test(test_proxy_v1_ipv6),
 		cmocka_unit_test(test_proxy_v1_v4_mapped),
