@@ -991,7 +991,7 @@ struct tar {
 	struct slate_strv changed; /* saved with other content than diffed, or gone */
 	struct slate_strv not_saved; /* past the budget */
 	struct budget budget; /* what the members' data may still take */
-	struct slate_pathmap inodes; /* inode_key of a saved file with hard links -> index in linked */
+	struct slate_pathmap inodes; /* inode_key of a file with hard links -> index in linked (SIZE_MAX: not saved) */
 	struct slate_strv linked; /* its member path */
 	time_t now;
 };
@@ -1107,6 +1107,10 @@ static int tar_file(struct tar *t, int fd, const struct diff_entry *e, const str
 	size_t i;
 
 	tar_header(t, e->path, AE_IFREG, st);
+	if (key && slate_pathmap_get(&t->inodes, key, &i) && i == SIZE_MAX) {
+		slate_strv_push(&t->not_saved, e->path);
+		return 0;
+	}
 	if (key && slate_pathmap_get(&t->inodes, key, &i)) {
 		archive_entry_set_size(t->ae, 0);
 		archive_entry_set_hardlink(t->ae, t->linked.v[i]);
@@ -1115,6 +1119,9 @@ static int tar_file(struct tar *t, int fd, const struct diff_entry *e, const str
 	if (file_layout(fd, (uint64_t)st->st_size, t->budget.data, e->path, &l, &too_big, err) < 0)
 		return -1;
 	if (too_big || !budget_take(&t->budget, l.data, e->sha256[0] ? l.size - l.data : layout_inner_holes(&l))) {
+		/* Its other names are not laid out again (a million links to it). */
+		if (key)
+			slate_pathmap_put(&t->inodes, key, SIZE_MAX);
 		slate_strv_push(&t->not_saved, e->path);
 		return 0;
 	}

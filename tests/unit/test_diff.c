@@ -609,7 +609,8 @@ static void sparse_sha(size_t head, uint64_t tail_off, size_t tail, char hex[SLA
 
 /* What an instance can make on its 16 MiB tmpfs to make the host's work
  * unbounded: an 8 EiB sparse file (all hole), one with data at both ends of
- * an 8 EiB hole, a 1 TiB one with data at 0 and at its end; and what must
+ * an 8 EiB hole, a 1 TiB one with data at 0 and at its end (and a second
+ * name); and what must
  * still be read: a 4 MiB sparse file with data at both ends (hashed, holes
  * as zeros), a 1 MiB file with 20 hard links (read once). */
 static void make_bounded_upper(const char *top)
@@ -617,6 +618,7 @@ static void make_bounded_upper(const char *top)
 	cleanup_free char *huge = xasprintf("%s/huge", top);
 	cleanup_free char *ends = xasprintf("%s/ends", top);
 	cleanup_free char *tera = xasprintf("%s/tera", top);
+	cleanup_free char *tera_link = xasprintf("%s/tera-link", top);
 	cleanup_free char *small = xasprintf("%s/small", top);
 	cleanup_free char *big = xasprintf("%s/big", top);
 
@@ -626,6 +628,7 @@ static void make_bounded_upper(const char *top)
 	write_at(ends, EIB8 - 4096, 't', 4096);
 	write_at(tera, 0, 'h', 4096);
 	write_at(tera, (1LL << 40) - 4096, 't', 4096);
+	assert_int_equal(link(tera, tera_link), 0);
 	write_at(small, 0, 'h', 4096);
 	write_at(small, 4 * MIB - 4096, 't', 4096);
 	write_at(big, 0, 'b', MIB);
@@ -666,13 +669,14 @@ static void test_diff_bounded_by_tmpfs(void **state)
 	if (diff_upper(fd, &f->m, &d, &err) < 0)
 		fail_msg("diff_upper: %s", err.msg);
 	alarm(0);
-	assert_int_equal(d.n, 5 + 20);
+	assert_int_equal(d.n, 6 + 20);
 	e = entry(&d, "huge");
 	assert_int_equal(e->size, EIB8);
 	assert_true(e->not_hashed);
 	assert_string_equal(e->sha256, "");
 	assert_true(entry(&d, "ends")->not_hashed);
 	assert_true(entry(&d, "tera")->not_hashed);
+	assert_true(entry(&d, "tera-link")->not_hashed);
 	e = entry(&d, "small");
 	assert_false(e->not_hashed);
 	assert_int_equal(e->size, 4 * MIB);
@@ -1042,7 +1046,7 @@ static void test_diff_save_tar_bounded(void **state)
 	assert_null(member(v, n, "tera"));
 	m = member(v, n, ".slate-diff/not-saved.txt");
 	assert_non_null(m);
-	assert_string_equal(m->data, "/ends\n/tera\n");
+	assert_string_equal(m->data, "/ends\n/tera\n/tera-link\n");
 	assert_null(member(v, n, ".slate-diff/changed-during-save.txt"));
 	for (size_t i = 0; i < n; i++) {
 		free(v[i].path);
