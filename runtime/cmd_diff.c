@@ -23,7 +23,11 @@ static const char diff_help[] =
 	"What the app's live instance changed since it started: files added, changed and\n"
 	"deleted (from its overlay's upper layer, compared with the signed manifest), with\n"
 	"size and sha256. --save keeps them as a tar, for forensics, before a redeploy\n"
-	"throws them away.\n";
+	"throws them away.\n\n"
+	"Bounded by the instance's tmpfs: what would take more than its size to hash is\n"
+	"listed \"not hashed\", a subtree too deep to list is one entry \"too deep\", and\n"
+	"the tar stores holes as sparse, hard links as links, and leaves out (naming it\n"
+	"in .slate-diff/not-saved.txt) what would pass the tmpfs size.\n";
 
 /* The current bundle id and the instance tmpfs fd, from the monitor. */
 static int live_instance(const struct slate_ctx *ctx, const char *app, int *scratch, char id[SLATE_SHA256_HEX],

@@ -17,7 +17,9 @@
 #include <linux/openat2.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -36,6 +38,12 @@
 #define XATTR_REDIRECT "trusted.overlay.redirect"
 #define XATTR_METACOPY "trusted.overlay.metacopy"
 #define LINK_MAX_BYTES 4096
+/* The budget when the upper's file system reports no size (a tmpfs without
+ * size=: slate never mounts one). */
+#define DIFF_UNSIZED_BUDGET (256ULL << 20)
+/* A directory is walked only if "/" + its path + "/" + any name fits in
+ * PATH_MAX: every listed path stays usable by ordinary tools. */
+#define DIFF_MAX_DIR_PATH (PATH_MAX - NAME_MAX - 3)
 
 static void strv_cleanup(struct slate_strv *sv)
 {
@@ -205,7 +213,241 @@ static int has_xattr(int fd, const char *name, const char *val, const char *path
 	return 0;
 }
 
+/* ---- reading bounded by the instance's tmpfs ---- */
+
+/* What the diff may still read and hash (and, afresh, what the tar may
+ * still hold): the size of the instance's tmpfs, once for data and once
+ * for the zeros of holes. The instance cannot store more data than that,
+ * so an honest upper always fits; st_size, which the instance sets at will
+ * (ftruncate to 8 EiB), is never what bounds the work. */
+struct budget {
+	uint64_t data, zeros;
+};
+
+static int budget_init(int upper_fd, struct budget *b, slate_error_t *err)
+{
+	struct statfs sf;
+	uint64_t size;
+
+	if (fstatfs(upper_fd, &sf) < 0)
+		return slate_error_sys(err, errno, "statfs the upper");
+	size = (uint64_t)sf.f_blocks * (uint64_t)sf.f_bsize;
+	b->data = b->zeros = size > 0 ? size : DIFF_UNSIZED_BUDGET;
+	return 0;
+}
+
+/* Take data and zeros bytes from the budget if both fit. */
+static bool budget_take(struct budget *b, uint64_t data, uint64_t zeros)
+{
+	if (data > b->data || zeros > b->zeros)
+		return false;
+	b->data -= data;
+	b->zeros -= zeros;
+	return true;
+}
+
+struct extent {
+	uint64_t off, len;
+};
+
+/* A file's first `size` bytes as data extents; the rest are holes. */
+struct layout {
+	struct extent *v;
+	size_t n, cap;
+	uint64_t size, data;
+};
+
+static void layout_free(struct layout *l)
+{
+	free(l->v);
+	l->v = NULL;
+	l->n = l->cap = 0;
+}
+#define cleanup_layout __attribute__((cleanup(layout_free)))
+
+/* Zeros in the holes before the last extent (a sparse tar member needs
+ * them fed; the trailing hole is not). */
+static uint64_t layout_inner_holes(const struct layout *l)
+{
+	return l->n ? l->v[l->n - 1].off + l->v[l->n - 1].len - l->data : 0;
+}
+
+/* The data extents of fd's first `size` bytes, from SEEK_DATA/SEEK_HOLE,
+ * without reading a byte. The instance may write while we look: every
+ * step moves forward, and past max_data bytes of data we stop (*too_big),
+ * so neither the extents nor the data later read can pass the budget. */
+static int file_layout(int fd, uint64_t size, uint64_t max_data, const char *path, struct layout *l, bool *too_big,
+		       slate_error_t *err)
+{
+	uint64_t off = 0;
+
+	*too_big = false;
+	l->size = size;
+	l->data = 0;
+	while (off < size) {
+		off_t d = lseek(fd, (off_t)off, SEEK_DATA), h = (off_t)size;
+		if (d == -1 && errno == ENXIO)
+			break; /* a hole to the end */
+		if (d == -1)
+			return slate_error_sys(err, errno, "seek data in `/%s` in the upper", path);
+		if (d >= 0)
+			h = lseek(fd, d, SEEK_HOLE);
+		else
+			d = (off_t)off;
+		if (h == -1 && errno != ENXIO)
+			return slate_error_sys(err, errno, "seek hole in `/%s` in the upper", path);
+		if ((uint64_t)d >= size)
+			break;
+		/* Gone past the end (ENXIO: it shrank), or a bogus answer (a
+		 * tmpfs gives LLONG_MIN for data that ends at 8 EiB): data up to
+		 * the end, as far as the budget goes. */
+		if (h <= d || (uint64_t)h > size)
+			h = (off_t)size;
+		if ((uint64_t)(h - d) > max_data - l->data) {
+			*too_big = true;
+			return 0;
+		}
+		if (l->n == l->cap) {
+			l->cap = l->cap ? l->cap * 2 : 8;
+			l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+		}
+		l->v[l->n++] = (struct extent){ .off = (uint64_t)d, .len = (uint64_t)(h - d) };
+		l->data += (uint64_t)(h - d);
+		off = (uint64_t)h;
+	}
+	return 0;
+}
+
+/* Where a file's bytes go: a hash, a tar member, or both. */
+struct sink {
+	slate_sha256_t *h;
+	struct archive *a;
+	const char *path;
+	uint64_t done; /* bytes streamed, zeros included */
+};
+
+static int sink_put(struct sink *s, const void *buf, size_t n, bool to_tar, slate_error_t *err)
+{
+	if (s->h && slate_sha256_update(s->h, buf, n, err) < 0)
+		return -1;
+	if (to_tar && s->a) {
+		la_ssize_t w = archive_write_data(s->a, buf, n);
+		if (w < 0 || (size_t)w != n)
+			return slate_error_fail(err, "write the diff tar (%s): %s", s->path,
+						archive_error_string(s->a) ? archive_error_string(s->a)
+									   : "libarchive error");
+	}
+	s->done += n;
+	return 0;
+}
+
+static int sink_zeros(struct sink *s, uint64_t n, bool to_tar, slate_error_t *err)
+{
+	static const unsigned char zeros[1 << 16];
+
+	if (!s->h && !to_tar) {
+		s->done += n;
+		return 0;
+	}
+	while (n > 0) {
+		size_t k = n < sizeof(zeros) ? (size_t)n : sizeof(zeros);
+		if (sink_put(s, zeros, k, to_tar, err) < 0)
+			return -1;
+		n -= k;
+	}
+	return 0;
+}
+
+/* Read [off, off+len) of fd, never past it: a file that grows while we
+ * read gives no more than was planned. *eof when it shrank. */
+static int sink_extent(struct sink *s, int fd, const struct extent *x, bool *eof, slate_error_t *err)
+{
+	static unsigned char buf[1 << 16];
+	uint64_t done = 0;
+
+	while (done < x->len) {
+		size_t want = x->len - done < sizeof(buf) ? (size_t)(x->len - done) : sizeof(buf);
+		ssize_t n = pread(fd, buf, want, (off_t)(x->off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return slate_error_sys(err, errno, "read `/%s` in the upper", s->path);
+		if (n == 0) {
+			*eof = true;
+			return 0;
+		}
+		if (sink_put(s, buf, (size_t)n, true, err) < 0)
+			return -1;
+		done += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* The file's bytes by its layout: each extent read, each hole as zeros
+ * (hashed; fed to the tar, which skips them, except the trailing one).
+ * Stops at the first short read (*eof: the file shrank meanwhile). */
+static int sink_layout(struct sink *s, int fd, const struct layout *l, bool *eof, slate_error_t *err)
+{
+	uint64_t pos = 0;
+
+	*eof = false;
+	for (size_t i = 0; i < l->n && !*eof; i++) {
+		if (sink_zeros(s, l->v[i].off - pos, true, err) < 0 || sink_extent(s, fd, &l->v[i], eof, err) < 0)
+			return -1;
+		pos = l->v[i].off + l->v[i].len;
+	}
+	if (!*eof && s->h && sink_zeros(s, l->size - pos, false, err) < 0)
+		return -1;
+	if (!*eof && !s->h)
+		s->done += l->size - pos;
+	return 0;
+}
+
+/* The SHA-256 of a regular file's st_size bytes, within the budget; a
+ * file past it is not read at all (*hashed false). *size: bytes hashed
+ * (fewer than st_size if it shrank meanwhile). */
+static int hash_bounded(int fd, const struct stat *st, const char *path, struct budget *b,
+			unsigned char sum[SLATE_SHA256_LEN], uint64_t *size, bool *hashed, slate_error_t *err)
+{
+	cleanup_layout struct layout l = { 0 };
+	slate_sha256_t h = { 0 };
+	struct sink s = { .h = &h, .path = path };
+	bool too_big = false, eof = false;
+
+	*hashed = false;
+	*size = (uint64_t)st->st_size;
+	if (file_layout(fd, (uint64_t)st->st_size, b->data, path, &l, &too_big, err) < 0)
+		return -1;
+	if (too_big || !budget_take(b, l.data, l.size - l.data))
+		return 0;
+	if (slate_sha256_init(&h, err) < 0)
+		return -1;
+	if (sink_layout(&s, fd, &l, &eof, err) < 0) {
+		slate_sha256_free(&h);
+		return -1;
+	}
+	if (slate_sha256_final(&h, sum, err) < 0)
+		return -1;
+	*hashed = true;
+	*size = s.done;
+	return 0;
+}
+
+/* Identifies one version of an inode while the walk runs: a number the
+ * tmpfs may reuse after an unlink, with its ctime, which any write, link
+ * or unlink moves and which the instance cannot set. */
+static char *inode_key(const struct stat *st)
+{
+	return xasprintf("%ju:%jd.%ld", (uintmax_t)st->st_ino, (intmax_t)st->st_ctim.tv_sec, st->st_ctim.tv_nsec);
+}
+
 /* ---- the walk ---- */
+
+struct file_sum {
+	unsigned char sum[SLATE_SHA256_LEN];
+	uint64_t size;
+	bool hashed;
+};
 
 struct walker {
 	int upper_fd;
@@ -217,6 +459,11 @@ struct walker {
 	struct diff_entry *v;
 	size_t n, cap;
 	size_t visited;
+	dev_t dev; /* the upper's */
+	struct budget budget;
+	struct slate_pathmap inodes; /* inode_key of a file with hard links -> index in sums */
+	struct file_sum *sums;
+	size_t n_sums, cap_sums;
 };
 
 static const struct slate_entry *lower_get(const struct walker *w, const char *path)
@@ -292,8 +539,15 @@ static int visit_whiteout(struct walker *w, const char *path, const struct slate
 	return 0;
 }
 
-static int visit_dir(struct walker *w, int dirfd, const char *name, const char *path, const struct slate_entry *le,
-		     const struct stat *st, bool *descend, slate_error_t *err)
+/* Whether a directory at this depth (1: in the upper's top) is left
+ * unwalked: its fd would pass DIFF_MAX_DEPTH, or a child's path PATH_MAX. */
+static bool dir_too_deep(const char *path, unsigned depth)
+{
+	return depth >= DIFF_MAX_DEPTH || strlen(path) > DIFF_MAX_DIR_PATH;
+}
+
+static int visit_dir(struct walker *w, int dirfd, const char *name, const char *path, unsigned depth,
+		     const struct slate_entry *le, const struct stat *st, bool *descend, slate_error_t *err)
 {
 	cleanup_close int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	bool opaque = false, redirect = false;
@@ -311,6 +565,11 @@ static int visit_dir(struct walker *w, int dirfd, const char *name, const char *
 					  "`/%s` in the upper is an overlay redirect (renamed lower directory): "
 					  "slate mounts its overlays without redirect_dir",
 					  path);
+	/* Reported, not walked, and hiding nothing: what it holds is unknown. */
+	if (dir_too_deep(path, depth)) {
+		push_upper(w, path, le, 'd', st)->too_deep = true;
+		return 0;
+	}
 	*descend = true;
 	if (le == NULL || le->type != SLATE_ENTRY_DIR)
 		push_upper(w, path, le, 'd', st);
@@ -319,12 +578,36 @@ static int visit_dir(struct walker *w, int dirfd, const char *name, const char *
 	return 0;
 }
 
+/* A file's hash within the walk's budget, read once however many hard
+ * links name it (100 links to a 4 MiB file cost 4 MiB, not 400). */
+static int hash_once(struct walker *w, int fd, const struct stat *st, const char *path, struct file_sum *out,
+		     slate_error_t *err)
+{
+	cleanup_free char *key = st->st_nlink > 1 ? inode_key(st) : NULL;
+	size_t i;
+
+	if (key && slate_pathmap_get(&w->inodes, key, &i)) {
+		*out = w->sums[i];
+		return 0;
+	}
+	if (hash_bounded(fd, st, path, &w->budget, out->sum, &out->size, &out->hashed, err) < 0)
+		return -1;
+	if (key) {
+		if (w->n_sums == w->cap_sums) {
+			w->cap_sums = w->cap_sums ? w->cap_sums * 2 : 16;
+			w->sums = xrealloc(w->sums, w->cap_sums * sizeof(*w->sums));
+		}
+		w->sums[w->n_sums] = *out;
+		slate_pathmap_put(&w->inodes, key, w->n_sums++);
+	}
+	return 0;
+}
+
 static int visit_file(struct walker *w, int dirfd, const char *name, const char *path, const struct slate_entry *le,
 		      slate_error_t *err)
 {
 	cleanup_close int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-	unsigned char sum[SLATE_SHA256_LEN];
-	unsigned long long size = 0;
+	struct file_sum fs = { 0 };
 	bool metacopy = false;
 	struct diff_entry *e;
 	struct stat st;
@@ -349,13 +632,17 @@ static int visit_file(struct walker *w, int dirfd, const char *name, const char 
 		if (metacopy && (uint64_t)st.st_size == le->size)
 			return 0;
 	}
-	if (slate_sha256_fd(fd, path, sum, &size, err) < 0)
+	if (hash_once(w, fd, &st, path, &fs, err) < 0)
 		return -1;
-	if (le && le->type == SLATE_ENTRY_FILE && size == le->size && memcmp(sum, le->sha256, sizeof(sum)) == 0)
+	if (le && le->type == SLATE_ENTRY_FILE && fs.hashed && fs.size == le->size &&
+	    memcmp(fs.sum, le->sha256, sizeof(fs.sum)) == 0)
 		return 0;
 	e = push_upper(w, path, le, 'f', &st);
-	e->size = size;
-	slate_hex(sum, sizeof(sum), e->sha256);
+	e->size = fs.size;
+	if (fs.hashed)
+		slate_hex(fs.sum, sizeof(fs.sum), e->sha256);
+	else
+		e->not_hashed = true;
 	return 0;
 }
 
@@ -380,8 +667,8 @@ static int visit_link(struct walker *w, int dirfd, const char *name, const char 
 }
 
 /* One name in the upper directory dirfd (at rel). */
-static int visit(struct walker *w, int dirfd, const char *rel, const char *name, struct slate_strv *subdirs,
-		 slate_error_t *err)
+static int visit(struct walker *w, int dirfd, const char *rel, const char *name, unsigned depth,
+		 struct slate_strv *subdirs, slate_error_t *err)
 {
 	cleanup_free char *path = rel[0] ? xasprintf("%s/%s", rel, name) : xstrdup(name);
 	const struct slate_entry *le = lower_get(w, path);
@@ -406,38 +693,57 @@ static int visit(struct walker *w, int dirfd, const char *rel, const char *name,
 		push_upper(w, path, le, 'o', &st);
 		return 0;
 	}
-	if (visit_dir(w, dirfd, name, path, le, &st, &descend, err) < 0)
+	if (visit_dir(w, dirfd, name, path, depth, le, &st, &descend, err) < 0)
 		return -1;
 	if (descend)
 		slate_strv_push(subdirs, name);
 	return 0;
 }
 
-/* Depth first, holding only this directory's fd while its names are
- * visited: subdirectories are reopened by path from the upper, so a deep
- * tree cannot exhaust the fd table. */
-static int walk_dir(struct walker *w, const char *rel, slate_error_t *err)
+/* A subdirectory, opened relative to its parent's fd: never through a
+ * symlink, never onto another mount. Gone: *out stays -1. */
+static int open_subdir(const struct walker *w, int dirfd, const char *name, const char *path, int *out,
+		       slate_error_t *err)
+{
+	cleanup_close int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	struct stat st;
+
+	*out = -1;
+	if (fd < 0 && errno == ENOENT)
+		return 0;
+	/* Not skipped: a directory swapped for a link must not hide what it holds. */
+	if (fd < 0 && (errno == ELOOP || errno == ENOTDIR))
+		return slate_error_fail(
+			err, "`/%s` in the upper changed while the diff ran (freeze the instance, or retry)", path);
+	if (fd < 0)
+		return slate_error_sys(err, errno, "open directory `/%s` in the upper", path);
+	if (fstat(fd, &st) < 0)
+		return slate_error_sys(err, errno, "stat `/%s` in the upper", path);
+	if (st.st_dev != w->dev)
+		return slate_error_fail(err, "`/%s` in the upper is on another file system", path);
+	*out = steal_fd(&fd);
+	return 0;
+}
+
+/* Depth first, from directory fd to directory fd: each subdirectory is
+ * opened relative to its parent, so no path is resolved twice and a name
+ * is all the kernel ever looks up (25 nested 200-byte names cannot fail
+ * with ENAMETOOLONG). One fd per level, and visit_dir stops at
+ * DIFF_MAX_DEPTH levels. */
+static int walk_dir(struct walker *w, int fd, const char *rel, unsigned depth, slate_error_t *err)
 {
 	cleanup_strv struct slate_strv names = { 0 };
 	cleanup_strv struct slate_strv subdirs = { 0 };
-	int fd = open_beneath(w->upper_fd, rel, O_RDONLY | O_DIRECTORY | O_NONBLOCK);
-	int r = 0;
+	int r = read_names(fd, rel, &names, err);
 
-	if (fd < 0 && errno == ENOENT && rel[0])
-		return 0;
-	/* Not skipped: a directory swapped for a link must not hide what it holds. */
-	if (fd < 0 && (errno == ELOOP || errno == ENOTDIR || errno == EXDEV) && rel[0])
-		return slate_error_fail(
-			err, "`/%s` in the upper changed while the diff ran (freeze the instance, or retry)", rel);
-	if (fd < 0)
-		return slate_error_sys(err, errno, "open directory `/%s` in the upper", rel);
-	r = read_names(fd, rel, &names, err);
 	for (size_t i = 0; r == 0 && i < names.n; i++)
-		r = visit(w, fd, rel, names.v[i], &subdirs, err);
-	close(fd);
+		r = visit(w, fd, rel, names.v[i], depth + 1, &subdirs, err);
 	for (size_t i = 0; r == 0 && i < subdirs.n; i++) {
 		cleanup_free char *child = rel[0] ? xasprintf("%s/%s", rel, subdirs.v[i]) : xstrdup(subdirs.v[i]);
-		r = walk_dir(w, child, err);
+		cleanup_close int cfd = -1;
+		r = open_subdir(w, fd, subdirs.v[i], child, &cfd, err);
+		if (r == 0 && cfd >= 0)
+			r = walk_dir(w, cfd, child, depth + 1, err);
 	}
 	return r;
 }
@@ -512,17 +818,27 @@ static void walker_free(struct walker *w)
 	free(w->order);
 	slate_pathmap_free(&w->lower);
 	slate_pathmap_free(&w->seen);
+	slate_pathmap_free(&w->inodes);
+	free(w->sums);
 	slate_strv_free(&w->hiding);
 }
 
 int diff_upper(int upper_fd, const struct slate_manifest *lower, struct diff_result *out, slate_error_t *err)
 {
 	struct walker w = { .upper_fd = upper_fd, .m = lower };
+	cleanup_close int top = openat(upper_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct stat st;
 
 	out->v = NULL;
 	out->n = 0;
+	if (top < 0 || fstat(top, &st) < 0)
+		return slate_error_sys(err, errno, "open the upper");
+	if (budget_init(top, &w.budget, err) < 0)
+		return -1;
+	w.dev = st.st_dev;
 	slate_pathmap_init(&w.lower);
 	slate_pathmap_init(&w.seen);
+	slate_pathmap_init(&w.inodes);
 	w.order = xcalloc(lower->n_entries, sizeof(*w.order));
 	for (size_t i = 0; i < lower->n_entries; i++) {
 		slate_pathmap_put(&w.lower, lower->entries[i].path, i);
@@ -530,7 +846,7 @@ int diff_upper(int upper_fd, const struct slate_manifest *lower, struct diff_res
 	}
 	if (lower->n_entries > 1)
 		qsort_r(w.order, lower->n_entries, sizeof(*w.order), order_cmp, (void *)lower);
-	if (walk_dir(&w, "", err) < 0) {
+	if (walk_dir(&w, top, "", 0, err) < 0) {
 		walker_free(&w);
 		return slate_error_wrap(err, "diff the instance's upper layer");
 	}
@@ -589,6 +905,15 @@ static json_t *json_name(const char *prefix, const char *name, bool *escaped)
 	return json_string(esc);
 }
 
+/* What an entry leaves out, for JSON readers. */
+static void json_flags(const struct diff_entry *e, json_t *o)
+{
+	if (e->too_deep)
+		json_object_set_new(o, "too_deep", json_true());
+	if (e->not_hashed)
+		json_object_set_new(o, "not_hashed", json_true());
+}
+
 static json_t *entry_json(const struct diff_entry *e)
 {
 	bool escaped = false;
@@ -607,6 +932,7 @@ static json_t *entry_json(const struct diff_entry *e)
 	json_object_set_new(o, "mode", json_integer(e->mode));
 	if (e->kind != DIFF_DELETED)
 		json_object_set_new(o, "uid", json_integer(e->uid));
+	json_flags(e, o);
 	if (escaped)
 		json_object_set_new(o, "escaped", json_true());
 	return o;
@@ -622,6 +948,16 @@ json_t *diff_to_json(const struct diff_result *d)
 		if (json_array_append_new(a, entry_json(&d->v[i])) < 0)
 			abort();
 	return a;
+}
+
+/* What an entry leaves out, at the end of its line. */
+static void print_flags(const struct diff_entry *e, FILE *out)
+{
+	if (e->not_hashed)
+		fputs("  not hashed (past what the instance's tmpfs holds: sparse, or growing)", out);
+	if (e->too_deep)
+		fprintf(out, "  too deep (content not listed: over %d levels, or paths past %d bytes)", DIFF_MAX_DEPTH,
+			PATH_MAX);
 }
 
 void diff_print(const struct diff_result *d, FILE *out)
@@ -642,6 +978,7 @@ void diff_print(const struct diff_result *d, FILE *out)
 		case 'l': fprintf(out, " -> %s", target ? target : ""); break;
 		default: fprintf(out, "  other (mode %o)", e->mode); break;
 		}
+		print_flags(e, out);
 		fputc('\n', out);
 	}
 }
@@ -652,6 +989,10 @@ struct tar {
 	struct archive *a;
 	struct archive_entry *ae;
 	struct slate_strv changed; /* saved with other content than diffed, or gone */
+	struct slate_strv not_saved; /* past the budget */
+	struct budget budget; /* what the members' data may still take */
+	struct slate_pathmap inodes; /* inode_key of a file with hard links -> index in linked (SIZE_MAX: not saved) */
+	struct slate_strv linked; /* its member path */
 	time_t now;
 };
 
@@ -706,45 +1047,92 @@ static int tar_mem(struct tar *t, const char *path, const char *buf, size_t len,
 	return tar_data(t, path, buf, len, err);
 }
 
-/* Copy st_size bytes (as fstat saw them when the header was written;
- * libarchive pads a file that shrank) and hash them. */
-static int tar_copy(struct tar *t, int fd, const struct diff_entry *e, const struct stat *st, slate_error_t *err)
+/* A file with holes is a sparse member: its data extents are listed in the
+ * header and only they are stored; a file that is all hole gets one empty
+ * extent at its end (else libarchive would store it as data). */
+static void tar_sparse_map(struct tar *t, const struct layout *l)
 {
-	static unsigned char buf[1 << 16];
-	unsigned char sum[SLATE_SHA256_LEN];
-	char hex[SLATE_SHA256_HEX];
-	uint64_t left = (uint64_t)st->st_size, done = 0;
-	slate_sha256_t h;
-	int r = 0;
+	if (l->data == l->size)
+		return;
+	for (size_t i = 0; i < l->n; i++)
+		archive_entry_sparse_add_entry(t->ae, (la_int64_t)l->v[i].off, (la_int64_t)l->v[i].len);
+	if (l->n == 0)
+		archive_entry_sparse_add_entry(t->ae, (la_int64_t)l->size, 0);
+}
 
-	if (slate_sha256_init(&h, err) < 0)
-		return -1;
-	while (r == 0 && left > 0) {
-		ssize_t n = read(fd, buf, left < sizeof(buf) ? (size_t)left : sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			r = slate_error_sys(err, errno, "read `/%s` in the upper", e->path);
-		else if (n == 0)
-			break;
-		else if (slate_sha256_update(&h, buf, (size_t)n, err) < 0 ||
-			 tar_data(t, e->path, buf, (size_t)n, err) < 0)
-			r = -1;
-		else {
-			left -= (uint64_t)n;
-			done += (uint64_t)n;
-		}
+/* The member's bytes, by the layout planned for its header; with the
+ * diff's hash, compared to it. */
+static int tar_stream(struct tar *t, int fd, const struct diff_entry *e, const struct layout *l, slate_error_t *err)
+{
+	slate_sha256_t h = { 0 };
+	struct sink s = { .a = t->a, .path = e->path };
+	unsigned char sum[SLATE_SHA256_LEN];
+	char hex[SLATE_SHA256_HEX] = "";
+	bool eof = false;
+
+	/* libarchive writes a sparse member's map with its first data: a
+	 * file that is all hole has none, so an empty write puts it out. */
+	if (archive_write_data(t->a, "", 0) < 0)
+		return tar_fail(t, e->path, err);
+	if (e->sha256[0]) {
+		if (slate_sha256_init(&h, err) < 0)
+			return -1;
+		s.h = &h;
 	}
-	if (r < 0) {
+	if (sink_layout(&s, fd, l, &eof, err) < 0) {
 		slate_sha256_free(&h);
 		return -1;
 	}
-	if (slate_sha256_final(&h, sum, err) < 0)
-		return -1;
-	slate_hex(sum, sizeof(sum), hex);
-	if (left > 0 || done != e->size || strcmp(hex, e->sha256) != 0)
+	if (s.h) {
+		if (slate_sha256_final(&h, sum, err) < 0)
+			return -1;
+		slate_hex(sum, sizeof(sum), hex);
+	}
+	if (eof || s.done != e->size || strcmp(hex, e->sha256) != 0)
 		slate_strv_push(&t->changed, e->path);
 	return 0;
+}
+
+/* A regular file, bounded: a further name of a file already saved is a
+ * hard link member; else its data, and the zeros the writer must be fed
+ * (all of them when hashed, else those before its last extent), come out
+ * of the budget, or it is not saved but listed. The header is written
+ * from the layout, and the data read by it, so a file that grows
+ * meanwhile cannot take the tar past the plan. */
+static int tar_file(struct tar *t, int fd, const struct diff_entry *e, const struct stat *st, slate_error_t *err)
+{
+	cleanup_free char *key = st->st_nlink > 1 ? inode_key(st) : NULL;
+	cleanup_layout struct layout l = { 0 };
+	bool too_big = false;
+	size_t i;
+
+	tar_header(t, e->path, AE_IFREG, st);
+	if (key && slate_pathmap_get(&t->inodes, key, &i) && i == SIZE_MAX) {
+		slate_strv_push(&t->not_saved, e->path);
+		return 0;
+	}
+	if (key && slate_pathmap_get(&t->inodes, key, &i)) {
+		archive_entry_set_size(t->ae, 0);
+		archive_entry_set_hardlink(t->ae, t->linked.v[i]);
+		return tar_write_header(t, e->path, err);
+	}
+	if (file_layout(fd, (uint64_t)st->st_size, t->budget.data, e->path, &l, &too_big, err) < 0)
+		return -1;
+	if (too_big || !budget_take(&t->budget, l.data, e->sha256[0] ? l.size - l.data : layout_inner_holes(&l))) {
+		/* Its other names are not laid out again (a million links to it). */
+		if (key)
+			slate_pathmap_put(&t->inodes, key, SIZE_MAX);
+		slate_strv_push(&t->not_saved, e->path);
+		return 0;
+	}
+	tar_sparse_map(t, &l);
+	if (tar_write_header(t, e->path, err) < 0)
+		return -1;
+	if (key) {
+		slate_pathmap_put(&t->inodes, key, t->linked.n);
+		slate_strv_push(&t->linked, e->path);
+	}
+	return tar_stream(t, fd, e, &l, err);
 }
 
 /* One added or changed entry, as it is in the upper now. */
@@ -773,12 +1161,8 @@ static int tar_entry(struct tar *t, int upper_fd, const struct diff_entry *e, sl
 		tar_header(t, e->path, AE_IFDIR, &st);
 		return tar_write_header(t, e->path, err);
 	}
-	if (e->type == 'f') {
-		tar_header(t, e->path, AE_IFREG, &st);
-		if (tar_write_header(t, e->path, err) < 0)
-			return -1;
-		return tar_copy(t, fd, e, &st, err);
-	}
+	if (e->type == 'f')
+		return tar_file(t, fd, e, &st, err);
 	n = readlinkat(fd, "", target, sizeof(target));
 	if (n < 0)
 		return slate_error_sys(err, errno, "read link `/%s` in the upper", e->path);
@@ -851,6 +1235,12 @@ static int tar_all(struct tar *t, int upper_fd, const struct diff_result *d, sla
 		if (tar_mem(t, ".slate-diff/changed-during-save.txt", changed, len, err) < 0)
 			return -1;
 	}
+	if (t->not_saved.n > 0) {
+		size_t len = 0;
+		cleanup_free char *not_saved = path_lines(&t->not_saved, &len);
+		if (tar_mem(t, ".slate-diff/not-saved.txt", not_saved, len, err) < 0)
+			return -1;
+	}
 	if (archive_write_close(t->a) != ARCHIVE_OK)
 		return tar_fail(t, "close", err);
 	return 0;
@@ -862,8 +1252,9 @@ int diff_save_tar(int upper_fd, const struct diff_result *d, const char *path, s
 	struct tar t = { .now = time(NULL) };
 	int r = -1;
 
-	if (slate_atomic_open(&out, path, 0600, err) < 0)
+	if (budget_init(upper_fd, &t.budget, err) < 0 || slate_atomic_open(&out, path, 0600, err) < 0)
 		return slate_error_wrap(err, "save the diff");
+	slate_pathmap_init(&t.inodes);
 	t.a = archive_write_new();
 	t.ae = archive_entry_new();
 	if (t.a == NULL || t.ae == NULL)
@@ -878,6 +1269,9 @@ int diff_save_tar(int upper_fd, const struct diff_result *d, const char *path, s
 	if (t.ae)
 		archive_entry_free(t.ae);
 	slate_strv_free(&t.changed);
+	slate_strv_free(&t.not_saved);
+	slate_strv_free(&t.linked);
+	slate_pathmap_free(&t.inodes);
 	if (r == 0)
 		r = slate_atomic_commit(&out, err);
 	else

@@ -16,7 +16,15 @@
  * diff rather than hide its content), and every open is resolved beneath
  * the upper without following a symlink. For a consistent snapshot the
  * caller freezes the instance's cgroup around diff_upper and
- * diff_save_tar. */
+ * diff_save_tar.
+ *
+ * The diff is host work done on the instance's behalf, so it is bounded by
+ * the instance's own limits, not by what its files claim: the walk goes
+ * from directory fd to directory fd (at most DIFF_MAX_DEPTH open, a deeper
+ * subtree or one whose paths would pass PATH_MAX is one entry flagged
+ * too_deep); the bytes hashed, and those saved, stop at the size of the
+ * tmpfs the upper is on (holes are skipped, not read; a hard link is read
+ * once); a file that grows while read is read only as far as planned. */
 #ifndef SLATE_RUNTIME_DIFF_H
 #define SLATE_RUNTIME_DIFF_H
 
@@ -31,6 +39,8 @@
 
 /* More upper entries than this and the diff stops with an error. */
 #define DIFF_MAX_ENTRIES 1000000
+/* Directory levels walked below the upper (one fd each); deeper is too_deep. */
+#define DIFF_MAX_DEPTH 64
 
 enum diff_kind { DIFF_ADDED = 'A', DIFF_CHANGED = 'C', DIFF_DELETED = 'D' };
 
@@ -43,6 +53,8 @@ struct diff_entry {
 	unsigned mode; /* st_mode & 07777 (deleted: the manifest's mode) */
 	uid_t uid; /* host uid in the upper (deleted: 0) */
 	char *target; /* symlinks, else NULL */
+	bool too_deep; /* a directory whose content is not listed (DIFF_MAX_DEPTH, PATH_MAX) */
+	bool not_hashed; /* a file not hashed: past what the instance's tmpfs can hold (sha256 "") */
 };
 
 struct diff_result {
@@ -58,7 +70,13 @@ struct diff_result {
  * DELETED (for a lower directory, the directory and its listed
  * descendants); an opaque directory, or a non-directory that replaces a
  * lower directory, hides the lower's descendants that are not in the upper
- * (DELETED). Sorted by slate_path_cmp, no duplicates. Fails past
+ * (DELETED). A directory DIFF_MAX_DEPTH levels down, or whose children's
+ * paths could pass PATH_MAX, is reported (added, or changed over a lower
+ * directory) with too_deep and not walked, so every listed path fits in
+ * PATH_MAX. Files are hashed by their data extents, holes as zeros, while
+ * the total stays within the tmpfs size (data, and zeros, each); a file
+ * past that is reported not_hashed, and changed when it has a lower entry.
+ * Sorted by slate_path_cmp, no duplicates. Fails past
  * DIFF_MAX_ENTRIES entries, and on an overlay redirect (the overlay is
  * mounted without redirect_dir, so a redirect means the upper is not what
  * slate made). */
@@ -70,7 +88,8 @@ const char *diff_type_name(char type); /* "file", "dir", "symlink", "other" */
 
 /* [{"path": "/app/storage/x", "kind": "added", "type": "file", "size": N,
  *   "sha256": "...", "mode": 420, "uid": 1000}, ...]; size and sha256 for
- * files, target for symlinks, uid for what is in the upper. A name that is
+ * files, target for symlinks, uid for what is in the upper, "too_deep":
+ * true and "not_hashed": true when they apply. A name that is
  * not UTF-8 is given escaped (\xHH, backslash doubled) with "escaped": true. */
 json_t *diff_to_json(const struct diff_result *d);
 
@@ -81,7 +100,9 @@ json_t *diff_to_json(const struct diff_result *d);
  *   A /app/storage/new  dir
  *   C /app/web/link -> ../x
  *   A /app/storage/fifo  other (mode 644)
- *   D /app/templates/index.twig  812 bytes  sha256:... */
+ *   D /app/templates/index.twig  812 bytes  sha256:...
+ *   A /app/storage/sparse  9223372036854775807 bytes  not hashed (...)
+ *   A /app/storage/a/.../z  dir  too deep (...) */
 void diff_print(const struct diff_result *d, FILE *out);
 
 /* Keep the added and changed files, symlinks and directories as an
@@ -91,7 +112,12 @@ void diff_print(const struct diff_result *d, FILE *out);
  * cleared), uid, gid and mtime; first ".slate-diff/diff.json" (the diff) and
  * ".slate-diff/deleted.txt" (one escaped absolute path per line). The
  * instance may still be running: a file saved with other content than the
- * diff hashed is listed in a last member ".slate-diff/changed-during-save.txt". */
+ * diff hashed is listed in a member ".slate-diff/changed-during-save.txt".
+ * Bounded like the diff: a file with holes is a sparse member (GNU sparse
+ * 1.0: only its data is stored), a hard link to a file already saved is a
+ * hard link member, and a file whose data (or holes before data) would
+ * take the tar past the tmpfs size is left out and listed in a last member
+ * ".slate-diff/not-saved.txt"; a too_deep directory is saved empty. */
 int diff_save_tar(int upper_fd, const struct diff_result *d, const char *path, slate_error_t *err);
 
 #endif

@@ -5,6 +5,7 @@
  * directories), then the overlay is unmounted and the upper diffed. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <ftw.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -440,12 +441,13 @@ static void test_diff_metacopy(void **state)
 	assert_int_equal(rmdir(mnt), 0);
 }
 
-/* The walk holds a bounded number of fds however deep the tree. */
+/* The walk holds at most DIFF_MAX_DEPTH directory fds however deep the
+ * tree: the level past it is one entry, flagged too deep. */
 static void test_diff_deep_tree_few_fds(void **state)
 {
 	struct fixture *f = need_overlay(state);
 	cleanup_free char *top = xasprintf("%s/deep", f->scratch);
-	struct rlimit old, low = { .rlim_cur = 32, .rlim_max = 0 };
+	struct rlimit old, low = { .rlim_cur = DIFF_MAX_DEPTH + 16, .rlim_max = 0 };
 	struct diff_result d = { 0 };
 	slate_error_t err = { 0 };
 	int fd, cur, depth = 600, r;
@@ -470,11 +472,260 @@ static void test_diff_deep_tree_few_fds(void **state)
 	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
 	if (r < 0)
 		fail_msg("diff_upper: %s", err.msg);
-	assert_int_equal(d.n, depth);
-	assert_int_equal(strlen(d.v[depth - 1].path), 2 * depth - 1);
+	assert_int_equal(d.n, DIFF_MAX_DEPTH);
+	for (size_t i = 0; i + 1 < d.n; i++)
+		assert_false(d.v[i].too_deep);
+	assert_true(d.v[DIFF_MAX_DEPTH - 1].too_deep);
+	assert_int_equal(d.v[DIFF_MAX_DEPTH - 1].type, 'd');
+	assert_int_equal(strlen(d.v[DIFF_MAX_DEPTH - 1].path), 2 * DIFF_MAX_DEPTH - 1);
 	diff_result_free(&d);
 	close(fd);
 	rm_rf(top);
+}
+
+/* mkdir -p of `depth` nested directories named `len` times a letter (a, b,
+ * ...) below dirfd, made relative to each parent (the path is too long to
+ * make in one go). */
+static void make_nested(int dirfd, int depth, size_t len)
+{
+	int cur = dup(dirfd);
+
+	assert_true(cur >= 0);
+	for (int i = 0; i < depth; i++) {
+		char name[256];
+		int next;
+		memset(name, 'a' + i % 26, len);
+		name[len] = '\0';
+		assert_int_equal(mkdirat(cur, name, 0755), 0);
+		next = openat(cur, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		assert_true(next >= 0);
+		close(cur);
+		cur = next;
+	}
+	assert_int_equal(close(cur), 0);
+}
+
+/* rm -rf of what make_nested made below dirfd, from level i (nftw
+ * cannot: the paths are too long). */
+static void remove_nested(int dirfd, int i, int depth, size_t len)
+{
+	char name[256];
+	int fd;
+
+	if (i == depth)
+		return;
+	memset(name, 'a' + i % 26, len);
+	name[len] = '\0';
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	remove_nested(fd, i + 1, depth, len);
+	assert_int_equal(close(fd), 0);
+	assert_int_equal(unlinkat(dirfd, name, AT_REMOVEDIR), 0);
+}
+
+/* 25 nested 200-byte names make paths past PATH_MAX: the diff does not
+ * fail (it used to, with ENAMETOOLONG), lists the subtree down to where a
+ * child's path would not fit, and flags that directory too deep; every
+ * listed path fits in PATH_MAX. */
+static void test_diff_long_names_too_deep(void **state)
+{
+	struct fixture *f = need_overlay(state);
+	cleanup_free char *top = xasprintf("%s/longnames", f->scratch);
+	struct diff_result d = { 0 };
+	slate_error_t err = { 0 };
+	size_t deep = 0;
+	int fd;
+
+	assert_int_equal(mkdir(top, 0755), 0);
+	fd = open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	make_nested(fd, 25, 200);
+	if (diff_upper(fd, &f->m, &d, &err) < 0)
+		fail_msg("diff_upper: %s", err.msg);
+	assert_true(d.n > 10 && d.n < 25);
+	for (size_t i = 0; i < d.n; i++) {
+		assert_true(strlen(d.v[i].path) + 1 < PATH_MAX);
+		assert_int_equal(d.v[i].type, 'd');
+		assert_int_equal((char)d.v[i].kind, 'A');
+		deep += d.v[i].too_deep;
+	}
+	assert_int_equal(deep, 1);
+	assert_true(d.v[d.n - 1].too_deep);
+	diff_result_free(&d);
+	remove_nested(fd, 0, 25, 200);
+	close(fd);
+	rm_rf(top);
+}
+
+/* Write len bytes of `byte` at off in path (created if need be). */
+static void write_at(const char *path, off_t off, int byte, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	char *buf = xmalloc(len);
+
+	assert_true(fd >= 0);
+	memset(buf, byte, len);
+	assert_int_equal(pwrite(fd, buf, len, off), (ssize_t)len);
+	assert_int_equal(close(fd), 0);
+	free(buf);
+}
+
+static void truncate_to(const char *path, off_t size)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, size), 0);
+	assert_int_equal(close(fd), 0);
+}
+
+/* The SHA-256 of `head` bytes 'h', then zeros up to `tail_off`, then
+ * `tail` bytes 't' (a sparse file's logical content). */
+static void sparse_sha(size_t head, uint64_t tail_off, size_t tail, char hex[SLATE_SHA256_HEX])
+{
+	static unsigned char buf[1 << 16];
+	unsigned char sum[SLATE_SHA256_LEN];
+	slate_error_t err = { 0 };
+	slate_sha256_t h = { 0 };
+	uint64_t pos = head;
+
+	assert_int_equal(slate_sha256_init(&h, &err), 0);
+	memset(buf, 'h', head);
+	assert_int_equal(slate_sha256_update(&h, buf, head, &err), 0);
+	memset(buf, 0, sizeof(buf));
+	while (pos < tail_off) {
+		size_t k = tail_off - pos < sizeof(buf) ? (size_t)(tail_off - pos) : sizeof(buf);
+		assert_int_equal(slate_sha256_update(&h, buf, k, &err), 0);
+		pos += k;
+	}
+	memset(buf, 't', tail);
+	assert_int_equal(slate_sha256_update(&h, buf, tail, &err), 0);
+	assert_int_equal(slate_sha256_final(&h, sum, &err), 0);
+	slate_hex(sum, sizeof(sum), hex);
+}
+
+#define MIB (1024 * 1024)
+#define EIB8 INT64_MAX /* 8 EiB - 1: the largest file a tmpfs takes */
+
+/* What an instance can make on its 16 MiB tmpfs to make the host's work
+ * unbounded: an 8 EiB sparse file (all hole), one with data at both ends of
+ * an 8 EiB hole, a 1 TiB one with data at 0 and at its end (and a second
+ * name); and what must
+ * still be read: a 4 MiB sparse file with data at both ends (hashed, holes
+ * as zeros), a 1 MiB file with 20 hard links (read once). */
+static void make_bounded_upper(const char *top)
+{
+	cleanup_free char *huge = xasprintf("%s/huge", top);
+	cleanup_free char *ends = xasprintf("%s/ends", top);
+	cleanup_free char *tera = xasprintf("%s/tera", top);
+	cleanup_free char *tera_link = xasprintf("%s/tera-link", top);
+	cleanup_free char *small = xasprintf("%s/small", top);
+	cleanup_free char *big = xasprintf("%s/big", top);
+
+	assert_int_equal(mkdir(top, 0755), 0);
+	truncate_to(huge, EIB8);
+	write_at(ends, 0, 'h', 4096);
+	write_at(ends, EIB8 - 4096, 't', 4096);
+	write_at(tera, 0, 'h', 4096);
+	write_at(tera, (1LL << 40) - 4096, 't', 4096);
+	assert_int_equal(link(tera, tera_link), 0);
+	write_at(small, 0, 'h', 4096);
+	write_at(small, 4 * MIB - 4096, 't', 4096);
+	write_at(big, 0, 'b', MIB);
+	for (int i = 0; i < 20; i++) {
+		cleanup_free char *l = xasprintf("%s/link%02d", top, i);
+		assert_int_equal(link(big, l), 0);
+	}
+}
+
+static const struct diff_entry *entry(const struct diff_result *d, const char *path)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (strcmp(d->v[i].path, path) == 0)
+			return &d->v[i];
+	return NULL;
+}
+
+/* The diff of that upper finishes in bounded time (it used to hash
+ * st_size bytes: 8 EiB never finish; the alarm fails the test), lists
+ * every file with its st_size, hashes what fits in the tmpfs size and
+ * flags the rest not hashed. */
+static void test_diff_bounded_by_tmpfs(void **state)
+{
+	struct fixture *f = need_overlay(state);
+	cleanup_free char *top = xasprintf("%s/bounded", f->scratch);
+	cleanup_free char *big_sha = NULL;
+	struct diff_result d = { 0 };
+	slate_error_t err = { 0 };
+	char hex[SLATE_SHA256_HEX];
+	const struct diff_entry *e;
+	char *big = xmalloc(MIB + 1);
+	int fd;
+
+	make_bounded_upper(top);
+	fd = open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	alarm(20);
+	if (diff_upper(fd, &f->m, &d, &err) < 0)
+		fail_msg("diff_upper: %s", err.msg);
+	alarm(0);
+	assert_int_equal(d.n, 6 + 20);
+	e = entry(&d, "huge");
+	assert_int_equal(e->size, EIB8);
+	assert_true(e->not_hashed);
+	assert_string_equal(e->sha256, "");
+	assert_true(entry(&d, "ends")->not_hashed);
+	assert_true(entry(&d, "tera")->not_hashed);
+	assert_true(entry(&d, "tera-link")->not_hashed);
+	e = entry(&d, "small");
+	assert_false(e->not_hashed);
+	assert_int_equal(e->size, 4 * MIB);
+	sparse_sha(4096, 4 * MIB - 4096, 4096, hex);
+	assert_string_equal(e->sha256, hex);
+	memset(big, 'b', MIB);
+	big[MIB] = '\0';
+	big_sha = sha_hex(big);
+	for (int i = 0; i < 20; i++) {
+		cleanup_free char *l = xasprintf("link%02d", i);
+		assert_string_equal(entry(&d, l)->sha256, big_sha);
+		assert_false(entry(&d, l)->not_hashed);
+	}
+	assert_string_equal(entry(&d, "big")->sha256, big_sha);
+	free(big);
+	diff_result_free(&d);
+	close(fd);
+	rm_rf(top);
+}
+
+/* The flags are on the line, and in the JSON. */
+static void test_diff_print_flags(void **state)
+{
+	struct diff_entry v[2] = {
+		{ .path = (char *)"app/storage/deep", .kind = DIFF_ADDED, .type = 'd', .too_deep = true },
+		{ .path = (char *)"app/storage/huge",
+		  .kind = DIFF_ADDED,
+		  .type = 'f',
+		  .size = EIB8,
+		  .not_hashed = true },
+	};
+	struct diff_result d = { .v = v, .n = 2 };
+	json_t *j = diff_to_json(&d);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+
+	(void)state;
+	assert_non_null(out);
+	diff_print(&d, out);
+	assert_int_equal(fclose(out), 0);
+	assert_non_null(strstr(buf, "A /app/storage/deep  dir  too deep ("));
+	assert_non_null(strstr(buf, "A /app/storage/huge  9223372036854775807 bytes  not hashed ("));
+	assert_true(json_is_true(json_object_get(json_array_get(j, 0), "too_deep")));
+	assert_null(json_object_get(json_array_get(j, 0), "not_hashed"));
+	assert_true(json_is_true(json_object_get(json_array_get(j, 1), "not_hashed")));
+	assert_null(json_object_get(json_array_get(j, 1), "sha256"));
+	json_decref(j);
+	free(buf);
 }
 
 static void test_diff_refuses_redirect(void **state)
@@ -589,6 +840,9 @@ struct member {
 	char *data;
 	size_t size;
 	char *link;
+	char *hardlink;
+	int sparse; /* extents in the member's sparse map */
+	int64_t realsize;
 };
 
 static size_t read_tar(const char *path, struct member *out, size_t max)
@@ -610,12 +864,17 @@ static size_t read_tar(const char *path, struct member *out, size_t max)
 		m->type = archive_entry_filetype(ae);
 		m->perm = archive_entry_perm(ae);
 		m->uid = archive_entry_uid(ae);
-		m->size = (size_t)size;
+		m->realsize = size;
+		m->sparse = archive_entry_sparse_count(ae);
+		/* Only what fits in memory: an 8 EiB sparse member is not read. */
+		m->size = size <= 64 * 1024 * 1024 ? (size_t)size : 0;
 		m->data = xcalloc(1, m->size + 1);
-		if (size > 0)
+		if (m->size > 0)
 			assert_int_equal(archive_read_data(a, m->data, m->size), size);
 		if (archive_entry_symlink(ae))
 			m->link = xstrdup(archive_entry_symlink(ae));
+		if (archive_entry_hardlink(ae))
+			m->hardlink = xstrdup(archive_entry_hardlink(ae));
 	}
 	assert_int_equal(archive_read_free(a), ARCHIVE_OK);
 	return n;
@@ -684,6 +943,7 @@ static void test_diff_save_tar(void **state)
 		free(v[i].path);
 		free(v[i].data);
 		free(v[i].link);
+		free(v[i].hardlink);
 	}
 }
 
@@ -723,6 +983,76 @@ static void test_diff_save_tar_notes_changes(void **state)
 		free(v[i].path);
 		free(v[i].data);
 		free(v[i].link);
+		free(v[i].hardlink);
+	}
+	diff_result_free(&d);
+	close(fd);
+	rm_rf(top);
+}
+
+/* The tar of that upper stays about the size of the data the tmpfs holds
+ * (it used to hold st_size bytes of each file, and of each hard link):
+ * the hard links are link members to the first, the sparse files sparse
+ * members with their data only, the all-hole 8 EiB file included; a file
+ * whose holes before its data pass the budget is left out and listed. */
+static void test_diff_save_tar_bounded(void **state)
+{
+	struct fixture *f = need_overlay(state);
+	cleanup_free char *top = xasprintf("%s/bounded", f->scratch);
+	cleanup_free char *tar = xasprintf("%s/bounded.tar", f->base);
+	struct diff_result d = { 0 };
+	struct member v[64] = { 0 };
+	slate_error_t err = { 0 };
+	const struct member *m;
+	struct stat st;
+	size_t n, links = 0;
+	int fd;
+
+	make_bounded_upper(top);
+	fd = open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	alarm(20);
+	if (diff_upper(fd, &f->m, &d, &err) < 0 || diff_save_tar(fd, &d, tar, &err) < 0)
+		fail_msg("diff: %s", err.msg);
+	alarm(0);
+	assert_int_equal(stat(tar, &st), 0);
+	print_message("tar of the bounded upper: %lld bytes\n", (long long)st.st_size);
+	assert_true(st.st_size < 2 * MIB);
+	n = read_tar(tar, v, 64);
+	m = member(v, n, "big");
+	assert_non_null(m);
+	assert_null(m->hardlink);
+	assert_int_equal(m->size, MIB);
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp(v[i].path, "link", 4) != 0)
+			continue;
+		assert_non_null(v[i].hardlink);
+		assert_string_equal(v[i].hardlink, "big");
+		links++;
+	}
+	assert_int_equal(links, 20);
+	m = member(v, n, "huge");
+	assert_non_null(m);
+	assert_int_equal(m->realsize, EIB8);
+	assert_true(m->sparse > 0);
+	m = member(v, n, "small");
+	assert_true(m->sparse > 0);
+	assert_int_equal(m->size, 4 * MIB);
+	assert_int_equal(m->data[0], 'h');
+	assert_int_equal(m->data[4096], 0);
+	assert_int_equal(m->data[4 * MIB - 1], 't');
+	/* 8 EiB (and 1 TiB) of hole before the data at the end: not saved. */
+	assert_null(member(v, n, "ends"));
+	assert_null(member(v, n, "tera"));
+	m = member(v, n, ".slate-diff/not-saved.txt");
+	assert_non_null(m);
+	assert_string_equal(m->data, "/ends\n/tera\n/tera-link\n");
+	assert_null(member(v, n, ".slate-diff/changed-during-save.txt"));
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].path);
+		free(v[i].data);
+		free(v[i].link);
+		free(v[i].hardlink);
 	}
 	diff_result_free(&d);
 	close(fd);
@@ -738,12 +1068,16 @@ int main(void)
 		cmocka_unit_test(test_diff_untouched_upper_is_empty),
 		cmocka_unit_test(test_diff_metacopy),
 		cmocka_unit_test(test_diff_deep_tree_few_fds),
+		cmocka_unit_test(test_diff_long_names_too_deep),
+		cmocka_unit_test(test_diff_bounded_by_tmpfs),
 		cmocka_unit_test(test_diff_refuses_redirect),
 		cmocka_unit_test(test_diff_json),
 		cmocka_unit_test(test_diff_json_escapes_non_utf8),
 		cmocka_unit_test(test_diff_print),
+		cmocka_unit_test(test_diff_print_flags),
 		cmocka_unit_test(test_diff_save_tar),
 		cmocka_unit_test(test_diff_save_tar_notes_changes),
+		cmocka_unit_test(test_diff_save_tar_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, fixture_setup, fixture_teardown);
