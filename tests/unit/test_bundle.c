@@ -169,8 +169,7 @@ static void forge_open(struct forge *fg, const char *path, int filter)
 }
 
 /* A fresh header; the caller may change it before forge_put(). */
-static struct archive_entry *forge_header(struct forge *fg, const char *path, mode_t type, unsigned mode,
-					  size_t size)
+static struct archive_entry *forge_header(struct forge *fg, const char *path, mode_t type, unsigned mode, size_t size)
 {
 	archive_entry_clear(fg->ae);
 	archive_entry_set_pathname(fg->ae, path);
@@ -214,12 +213,18 @@ static void forge_close(struct forge *fg)
 	archive_entry_free(fg->ae);
 }
 
-static void forge_head(struct forge *fg, const char *text, size_t len, const unsigned char *sig, size_t siglen)
+/* The two .slate members: the manifest, then a signature member naming
+ * key `by`, with the first siglen bytes of sig. */
+static void forge_head(struct forge *fg, const char *text, size_t len, const struct slate_key *by,
+		       const unsigned char *sig, size_t siglen)
 {
+	unsigned char member[SLATE_SIG_MEMBER_LEN];
+
+	slate_sig_member(by, sig, member);
 	forge_header(fg, SLATE_MEMBER_MANIFEST, AE_IFREG, 0644, len);
 	forge_put(fg, text, len);
-	forge_header(fg, SLATE_MEMBER_SIG, AE_IFREG, 0644, siglen);
-	forge_put(fg, sig, siglen);
+	forge_header(fg, SLATE_MEMBER_SIG, AE_IFREG, 0644, SLATE_KEYID_LEN + siglen);
+	forge_put(fg, member, SLATE_KEYID_LEN + siglen);
 }
 
 /* Open f->bundle and write m's manifest, named and signed as given. */
@@ -232,7 +237,7 @@ static void forge_signed(struct fixture *f, struct forge *fg, struct slate_manif
 
 	sign_text(signer, text, len, sig);
 	forge_open(fg, f->bundle, ARCHIVE_FILTER_ZSTD);
-	forge_head(fg, text, len, sig, sizeof(sig));
+	forge_head(fg, text, len, signer, sig, sizeof(sig));
 	free(text);
 }
 
@@ -446,10 +451,11 @@ static void write_bundle(struct fixture *f, const char *path, struct slate_manif
 
 static void test_write_then_verify(void **state)
 {
-	static const char *const want[] = { "manifest", "begin etc", "end etc", "begin etc/big", "end etc/big",
-					    "begin etc/empty", "end etc/empty", "begin etc/src", "end etc/src",
-					    "begin app", "end app", "begin app/index.php", "end app/index.php",
-					    "begin app/l", "end app/l" };
+	static const char *const want[] = { "manifest",          "begin etc",     "end etc",
+					    "begin etc/big",     "end etc/big",   "begin etc/empty",
+					    "end etc/empty",     "begin etc/src", "end etc/src",
+					    "begin app",         "end app",       "begin app/index.php",
+					    "end app/index.php", "begin app/l",   "end app/l" };
 	struct fixture *f = *state;
 	struct slate_manifest m, out;
 	struct visit_log log;
@@ -496,8 +502,7 @@ static void test_bundle_id_is_manifest_sha256(void **state)
 	free(big);
 }
 
-static int read_manifest(struct fixture *f, struct slate_manifest *out, char id[SLATE_SHA256_HEX],
-			 slate_error_t *err)
+static int read_manifest(struct fixture *f, struct slate_manifest *out, char id[SLATE_SHA256_HEX], slate_error_t *err)
 {
 	int fd = open(f->bundle, O_RDONLY | O_CLOEXEC);
 	int r;
@@ -599,7 +604,7 @@ static void test_read_manifest_refuses_invalid(void **state)
 	struct forge fg;
 
 	forge_open(&fg, f->bundle, ARCHIVE_FILTER_ZSTD);
-	forge_head(&fg, text, strlen(text), sig, sizeof(sig));
+	forge_head(&fg, text, strlen(text), &f->key, sig, sizeof(sig));
 	forge_close(&fg);
 	assert_int_equal(read_manifest(f, &out, id, &err), -1);
 	assert_refused(&err, "bundle `" NAME "`: manifest");
@@ -920,11 +925,11 @@ static void test_signature_wrong_length(void **state)
 	text = manifest_text(&m, &f->key, &len);
 	sign_text(&f->key, text, len, sig);
 	forge_open(&fg, f->bundle, ARCHIVE_FILTER_ZSTD);
-	forge_head(&fg, text, len, sig, SLATE_SIG_LEN - 1);
+	forge_head(&fg, text, len, &f->key, sig, SLATE_SIG_LEN - 1);
 	forge_app_a(&fg);
 	forge_rest(&fg);
 	forge_close(&fg);
-	assert_head_refused(f, "bad signature: 63 bytes");
+	assert_head_refused(f, "bad signature: 71 bytes");
 	free(text);
 	slate_manifest_free(&m);
 }
@@ -943,11 +948,11 @@ static void test_bad_signature(void **state)
 	sign_text(&f->key, text, len, sig);
 	sig[10] ^= 0x20;
 	forge_open(&fg, f->bundle, ARCHIVE_FILTER_ZSTD);
-	forge_head(&fg, text, len, sig, sizeof(sig));
+	forge_head(&fg, text, len, &f->key, sig, sizeof(sig));
 	forge_app_a(&fg);
 	forge_rest(&fg);
 	forge_close(&fg);
-	want = xasprintf("bad signature: bundle `%s` is not validly signed by key %s", NAME, f->key.id);
+	want = xasprintf("bundle `%s`: bad signature: the manifest is not validly signed by key %s", NAME, f->key.id);
 	assert_head_refused(f, want);
 	free(want);
 	free(text);
@@ -966,7 +971,7 @@ static void test_unknown_key(void **state)
 	forge_app_a(&fg);
 	forge_rest(&fg);
 	forge_close(&fg);
-	want = xasprintf("unknown key: bundle `%s` claims signer %s", NAME, f->other.id);
+	want = xasprintf("bundle `%s`: unknown key: signed by key %s, which is not a trusted key", NAME, f->other.id);
 	assert_head_refused(f, want);
 	free(want);
 	slate_manifest_free(&m);
@@ -991,7 +996,7 @@ static void test_unknown_key_message_is_one_line(void **state)
 	evil = xasprintf("%.*s\\n\\u001b[2Jok%s", (int)(at - text), text, at + strlen(f->other.id));
 	sign_text(&f->other, evil, strlen(evil), sig);
 	forge_open(&fg, f->bundle, ARCHIVE_FILTER_ZSTD);
-	forge_head(&fg, evil, strlen(evil), sig, sizeof(sig));
+	forge_head(&fg, evil, strlen(evil), &f->other, sig, sizeof(sig));
 	forge_close(&fg);
 	assert_int_equal(verify_bundle(f, &log, NULL, NULL, &err), -1);
 	log_free(&log);
@@ -1050,7 +1055,7 @@ static void test_manifest_over_limit(void **state)
 	forge_rest(&fg);
 	forge_close(&fg);
 	f->lim.max_manifest_bytes = 64;
-	assert_head_refused(f, "bundle `" NAME "`: `.slate/manifest.json` has an invalid size");
+	assert_head_refused(f, "bundle `" NAME "`: `.slate/manifest.json` is larger than the limit of 64 bytes");
 }
 
 /* The standard archive written through another filter. */
@@ -1066,7 +1071,7 @@ static void forge_with_filter(struct fixture *f, int filter)
 	text = manifest_text(&m, &f->key, &len);
 	sign_text(&f->key, text, len, sig);
 	forge_open(&fg, f->bundle, filter);
-	forge_head(&fg, text, len, sig, sizeof(sig));
+	forge_head(&fg, text, len, &f->key, sig, sizeof(sig));
 	forge_app_a(&fg);
 	forge_rest(&fg);
 	forge_close(&fg);
