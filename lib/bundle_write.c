@@ -210,14 +210,21 @@ int slate_bundle_write(const char *out_path, struct slate_manifest *m, const str
 	struct writer w = { .mtime = m->created, .progress = progress };
 	unsigned char sig[SLATE_SIG_LEN], member[SLATE_SIG_MEMBER_LEN], digest[SLATE_SHA256_LEN];
 	cleanup_free char *manifest = NULL;
+	struct slate_limits lim;
 	size_t mlen = 0;
 	int r = -1;
 
 	free(m->signer);
 	m->signer = xstrdup(key->id);
 	manifest = slate_manifest_serialize(m, &mlen, err);
-	if (manifest == NULL || slate_sign_manifest(key, manifest, mlen, sig, err) < 0 ||
-	    slate_sha256_buf(manifest, mlen, digest, err) < 0)
+	if (manifest == NULL)
+		return -1;
+	/* Hosts refuse a manifest over the default limit: so does the writer. */
+	slate_limits_default(&lim);
+	if (mlen > lim.max_manifest_bytes)
+		return slate_error_refuse(err, "manifest of %zu bytes is larger than the limit of %llu bytes", mlen,
+					  (unsigned long long)lim.max_manifest_bytes);
+	if (slate_sign_manifest(key, manifest, mlen, sig, err) < 0 || slate_sha256_buf(manifest, mlen, digest, err) < 0)
 		return -1;
 	slate_sig_member(key, sig, member);
 	if (slate_atomic_open(&out, out_path, 0644, err) < 0)
