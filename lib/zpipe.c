@@ -96,6 +96,7 @@ static int parse_pax(struct framer *fr, const char *name, slate_error_t *err)
 {
 	size_t at = 0;
 
+	fr->pax[fr->pax_len] = '\0'; /* strtoull stops here at the latest */
 	fr->pax_size = -1;
 	while (at < fr->pax_len) {
 		const char *rec = fr->pax + at, *end = fr->pax + fr->pax_len;
@@ -104,8 +105,9 @@ static int parse_pax(struct framer *fr, const char *name, slate_error_t *err)
 
 		errno = 0;
 		len = strtoull(rec, &sp, 10);
-		if (errno || sp == rec || *sp != ' ' || len < 5 || len > (unsigned long long)(end - rec) ||
-		    rec[len - 1] != '\n' || (eq = memchr(sp, '=', (size_t)(rec + len - sp))) == NULL)
+		if (errno || rec[0] < '0' || rec[0] > '9' || *sp != ' ' || len < 5 ||
+		    len > (unsigned long long)(end - rec) || rec[len - 1] != '\n' ||
+		    (eq = memchr(sp, '=', (size_t)(rec + len - sp))) == NULL)
 			return slate_error_refuse(err, "corrupt archive `%s`: malformed pax header", name);
 		if (eq - sp == 5 && memcmp(sp + 1, "size", 4) == 0) {
 			char *e = NULL;
