@@ -8,10 +8,10 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 BUILD ?= build
 CC ?= cc
-PKGS := libarchive libcrypto jansson libcap libseccomp
+PKGS := libarchive libzstd libcrypto jansson libcap libseccomp
 
 # Debian packages the build, the tests, the demo and the benchmarks need.
-DEPS_BUILD := build-essential pkg-config libarchive-dev libssl-dev libjansson-dev \
+DEPS_BUILD := build-essential pkg-config libarchive-dev libzstd-dev libssl-dev libjansson-dev \
 	libcap-dev libseccomp-dev libcmocka-dev
 DEPS_RUNTIME := php8.2-fpm php8.2-cli php8.2-common php8.2-opcache php8.2-mysql \
 	php8.2-mbstring php8.2-intl php8.2-gd php8.2-zip php8.2-curl php8.2-xml \

@@ -1,13 +1,20 @@
 /* slate: the verifying bundle reader.
  *
  * Threat: the archive is attacker-controlled until proven otherwise. So:
- * only the tar format and the zstd filter are enabled; the first two
- * members must be the manifest and its signature, and nothing else is
- * looked at before the signature verified; then every member must be the
- * next manifest entry, with the same type, mode, size, link target and
- * SHA-256, and nothing the manifest cannot express (hard links, devices,
- * fifos, sockets, xattrs, ACLs, sparse files) is accepted. The first
- * problem stops the read; the caller sees one message naming it. */
+ * libarchive reads the tar format only, from zpipe (zstd and the tar
+ * framing, checked below it: one frame, nothing after the end blocks); the
+ * first two members must be the manifest and its signature, and no byte of
+ * the manifest is parsed before the signature verified (the signature
+ * member names its key); then every member must be the next manifest
+ * entry, with the same type, mode, size, link target and SHA-256, nothing
+ * the manifest cannot express (hard links, devices, fifos, sockets,
+ * xattrs, ACLs, sparse files) is accepted, and the stream must end cleanly
+ * after the last one. The first problem stops the read; the caller sees
+ * one message naming it.
+ *
+ * Memory: before the signature verified, one copy of the manifest (at most
+ * the manifest limit), the 72-byte signature member, zpipe's ring and the
+ * zstd window (both fixed); nothing grows with what the manifest says. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,9 +34,10 @@ struct reader {
 	const struct slate_limits *lim;
 	struct slate_manifest m;
 	bool have_manifest;
-	char *manifest_buf;
+	char *msg; /* SLATE_SIGN_PREFIX || manifest (the one copy) */
+	const char *manifest; /* inside msg */
 	size_t manifest_len;
-	unsigned char sig[SLATE_SIG_LEN];
+	unsigned char sig[SLATE_SIG_MEMBER_LEN];
 	size_t sig_len;
 	char id[SLATE_SHA256_HEX];
 };
@@ -63,14 +71,7 @@ static int reader_open(struct reader *r, int fd, const char *name, const struct 
 		return slate_error_fail(err, "cannot allocate an archive reader");
 	if (archive_read_support_format_tar(r->a) != ARCHIVE_OK)
 		return slate_error_fail(err, "libarchive lacks tar support");
-	if (!pipelined) {
-		if (archive_read_support_filter_zstd(r->a) != ARCHIVE_OK)
-			return slate_error_fail(err, "libarchive lacks zstd support");
-		if (archive_read_open_fd(r->a, fd, 1 << 16) != ARCHIVE_OK)
-			return archive_refuse(r, "open", err);
-		return 0;
-	}
-	r->z = zpipe_start(fd, name, err);
+	r->z = zpipe_start(fd, name, pipelined, err);
 	if (r->z == NULL)
 		return -1;
 	if (zpipe_open_archive(r->z, r->a) != ARCHIVE_OK)
@@ -84,7 +85,7 @@ static void reader_close(struct reader *r)
 		archive_read_free(r->a);
 	zpipe_free(r->z);
 	r->z = NULL;
-	free(r->manifest_buf);
+	free(r->msg);
 	if (r->have_manifest)
 		slate_manifest_free(&r->m);
 	r->a = NULL;
@@ -102,18 +103,30 @@ static int next_header(struct reader *r, struct archive_entry **ae, const char *
 	return 0;
 }
 
-/* Read the whole data of a small member (at most max bytes). */
-static char *read_small(struct reader *r, struct archive_entry *ae, size_t max, size_t *len, slate_error_t *err)
+/* Read the whole data of a small member (at most max bytes), after the
+ * `prefix` bytes of prefix: the buffer holds prefix || data, NUL-ended;
+ * *len counts the data only. The size is checked before anything is
+ * allocated. */
+static char *read_small(struct reader *r, struct archive_entry *ae, const char *prefix, size_t plen, uint64_t max,
+			size_t *len, slate_error_t *err)
 {
 	int64_t size = archive_entry_size(ae);
-	cleanup_free char *buf = NULL;
+	cleanup_free char *mem = NULL;
+	char *buf;
 	size_t got = 0;
 
-	if (!archive_entry_size_is_set(ae) || size < 0 || (uint64_t)size > max) {
+	if (!archive_entry_size_is_set(ae) || size < 0) {
 		slate_error_refuse(err, "bundle `%s`: `%s` has an invalid size", r->name, archive_entry_pathname(ae));
 		return NULL;
 	}
-	buf = xmalloc((size_t)size + 1);
+	if ((uint64_t)size > max) {
+		slate_error_refuse(err, "bundle `%s`: `%s` is larger than the limit of %llu bytes", r->name,
+				   archive_entry_pathname(ae), (unsigned long long)max);
+		return NULL;
+	}
+	mem = xmalloc(plen + (size_t)size + 1);
+	memcpy(mem, prefix, plen);
+	buf = mem + plen;
 	while (got < (size_t)size) {
 		la_ssize_t n = archive_read_data(r->a, buf + got, (size_t)size - got);
 		if (n < 0) {
@@ -130,7 +143,7 @@ static char *read_small(struct reader *r, struct archive_entry *ae, size_t max, 
 	}
 	buf[got] = '\0';
 	*len = got;
-	return steal_pointer(&buf);
+	return steal_pointer(&mem);
 }
 
 static int expect_member(struct reader *r, struct archive_entry *ae, const char *want, slate_error_t *err)
@@ -144,30 +157,29 @@ static int expect_member(struct reader *r, struct archive_entry *ae, const char 
 	return 0;
 }
 
-/* Read the two .slate members and parse the manifest (no trust yet). */
+/* Read the two .slate members as bytes (no trust, no parsing). The
+ * manifest is read once, straight after the signing prefix, so that the
+ * signature is checked over it in place. */
 static int read_head(struct reader *r, slate_error_t *err)
 {
 	struct archive_entry *ae;
 	cleanup_free char *sig = NULL;
 	unsigned char digest[SLATE_SHA256_LEN];
 
-	if (next_header(r, &ae, SLATE_MEMBER_MANIFEST, err) < 0)
+	if (next_header(r, &ae, SLATE_MEMBER_MANIFEST, err) < 0 || expect_member(r, ae, SLATE_MEMBER_MANIFEST, err) < 0)
 		return -1;
-	if (r->z == NULL && archive_filter_code(r->a, 0) != ARCHIVE_FILTER_ZSTD)
-		return slate_error_refuse(err, "not a slate bundle `%s`: not zstd-compressed", r->name);
-	if (expect_member(r, ae, SLATE_MEMBER_MANIFEST, err) < 0)
+	r->msg = read_small(r, ae, SLATE_SIGN_PREFIX, SLATE_SIGN_PREFIX_LEN, r->lim->max_manifest_bytes,
+			    &r->manifest_len, err);
+	if (r->msg == NULL)
 		return -1;
-	r->manifest_buf = read_small(r, ae, r->lim->max_manifest_bytes, &r->manifest_len, err);
-	if (r->manifest_buf == NULL)
-		return -1;
+	r->manifest = r->msg + SLATE_SIGN_PREFIX_LEN;
 	if (next_header(r, &ae, SLATE_MEMBER_SIG, err) < 0 || expect_member(r, ae, SLATE_MEMBER_SIG, err) < 0)
 		return -1;
-	sig = read_small(r, ae, 4096, &r->sig_len, err);
+	sig = read_small(r, ae, "", 0, 4096, &r->sig_len, err);
 	if (sig == NULL)
 		return -1;
-	if (r->sig_len == SLATE_SIG_LEN)
-		memcpy(r->sig, sig, SLATE_SIG_LEN);
-	if (slate_sha256_buf(r->manifest_buf, r->manifest_len, digest, err) < 0)
+	memcpy(r->sig, sig, r->sig_len < sizeof(r->sig) ? r->sig_len : sizeof(r->sig));
+	if (slate_sha256_buf(r->manifest, r->manifest_len, digest, err) < 0)
 		return -1;
 	slate_hex(digest, SLATE_SHA256_LEN, r->id);
 	return 0;
@@ -175,7 +187,7 @@ static int read_head(struct reader *r, slate_error_t *err)
 
 static int parse_manifest(struct reader *r, slate_error_t *err)
 {
-	if (slate_manifest_parse(r->manifest_buf, r->manifest_len, r->lim, &r->m, err) < 0)
+	if (slate_manifest_parse(r->manifest, r->manifest_len, r->lim, &r->m, err) < 0)
 		return -1;
 	r->have_manifest = true;
 	return 0;
@@ -354,6 +366,10 @@ static int stream_members(struct reader *r, const struct slate_bundle_visitor *v
 		slate_error_refuse(err, "member `%s` missing (truncated archive?)", r->m.entries[next].path);
 		goto out;
 	}
+	/* The tar reader stopped at the end blocks; what follows them, and
+	 * the end of the frame and the file, are zpipe's to check. */
+	if (zpipe_finish(r->z, r->m.n_entries + 2, err) < 0)
+		goto out;
 	ret = 0;
 out:
 	slate_pathmap_free(&map);
@@ -370,38 +386,18 @@ static void hand_out(struct reader *r, struct slate_manifest *out, char id[SLATE
 	}
 }
 
-/* After the decision: name the key the manifest claims, so that "unknown
- * key" and "bad signature" read differently. The parse result is used for
- * this message only. */
-static void explain_signature_failure(struct reader *r, const struct slate_keyring *kr, slate_error_t *err)
-{
-	json_t *root = json_loadb(r->manifest_buf, r->manifest_len, JSON_REJECT_DUPLICATES, NULL);
-	const char *id = json_string_value(json_object_get(root, "signer"));
-
-	if (err && err->kind == SLATE_EXIT_REFUSED && id && r->sig_len == SLATE_SIG_LEN) {
-		if (slate_keyring_find(kr, id) == NULL)
-			slate_error_refuse(err,
-					   "unknown key: bundle `%s` claims signer %.16s, which is not a trusted key",
-					   r->name, id);
-		else
-			slate_error_refuse(err, "bad signature: bundle `%s` is not validly signed by key %.16s",
-					   r->name, id);
-	}
-	json_decref(root);
-}
-
-/* The signature is checked over the raw bytes, against every trusted key,
- * before anything in the manifest is parsed. */
+/* The signature is checked over the raw bytes, with the trusted key the
+ * signature member names, before anything in the manifest is parsed; a
+ * refusal names that key from the member, never from the manifest. */
 static int check_head(struct reader *r, const struct slate_keyring *kr, bool parse, slate_error_t *err)
 {
 	const struct slate_key *signer = NULL;
 
 	if (read_head(r, err) < 0)
 		return -1;
-	if (slate_verify_manifest(kr, r->manifest_buf, r->manifest_len, r->sig, r->sig_len, &signer, err) < 0) {
-		explain_signature_failure(r, kr, err);
-		return -1;
-	}
+	if (slate_verify_manifest(kr, r->msg, SLATE_SIGN_PREFIX_LEN + r->manifest_len, r->sig, r->sig_len, &signer,
+				  err) < 0)
+		return slate_error_wrap(err, "bundle `%s`", r->name);
 	if (!parse)
 		return 0;
 	if (parse_manifest(r, err) < 0)

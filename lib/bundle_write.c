@@ -186,7 +186,7 @@ static int write_all(struct writer *w, const struct slate_manifest *m, const cha
 		     const unsigned char *sig, slate_error_t *err)
 {
 	if (write_member_mem(w, SLATE_MEMBER_MANIFEST, manifest, mlen, err) < 0 ||
-	    write_member_mem(w, SLATE_MEMBER_SIG, sig, SLATE_SIG_LEN, err) < 0)
+	    write_member_mem(w, SLATE_MEMBER_SIG, sig, SLATE_SIG_MEMBER_LEN, err) < 0)
 		return -1;
 	for (size_t i = 0; i < m->n_entries; i++) {
 		if (write_entry(w, &m->entries[i], err) < 0)
@@ -208,20 +208,28 @@ int slate_bundle_write(const char *out_path, struct slate_manifest *m, const str
 {
 	struct slate_atomic out = { .fd = -1 };
 	struct writer w = { .mtime = m->created, .progress = progress };
-	unsigned char sig[SLATE_SIG_LEN], digest[SLATE_SHA256_LEN];
+	unsigned char sig[SLATE_SIG_LEN], member[SLATE_SIG_MEMBER_LEN], digest[SLATE_SHA256_LEN];
 	cleanup_free char *manifest = NULL;
+	struct slate_limits lim;
 	size_t mlen = 0;
 	int r = -1;
 
 	free(m->signer);
 	m->signer = xstrdup(key->id);
 	manifest = slate_manifest_serialize(m, &mlen, err);
-	if (manifest == NULL || slate_sign_manifest(key, manifest, mlen, sig, err) < 0 ||
-	    slate_sha256_buf(manifest, mlen, digest, err) < 0)
+	if (manifest == NULL)
 		return -1;
+	/* Hosts refuse a manifest over the default limit: so does the writer. */
+	slate_limits_default(&lim);
+	if (mlen > lim.max_manifest_bytes)
+		return slate_error_refuse(err, "manifest of %zu bytes is larger than the limit of %llu bytes", mlen,
+					  (unsigned long long)lim.max_manifest_bytes);
+	if (slate_sign_manifest(key, manifest, mlen, sig, err) < 0 || slate_sha256_buf(manifest, mlen, digest, err) < 0)
+		return -1;
+	slate_sig_member(key, sig, member);
 	if (slate_atomic_open(&out, out_path, 0644, err) < 0)
 		return -1;
-	if (writer_open(&w, out.fd, level, threads, err) == 0 && write_all(&w, m, manifest, mlen, sig, err) == 0)
+	if (writer_open(&w, out.fd, level, threads, err) == 0 && write_all(&w, m, manifest, mlen, member, err) == 0)
 		r = 0;
 	if (w.a)
 		archive_write_free(w.a);

@@ -17,7 +17,12 @@ void slate_limits_default(struct slate_limits *lim)
 	lim->max_entries = 1000000;
 	lim->max_total_bytes = 16ULL << 30;
 	lim->max_file_bytes = 4ULL << 30;
-	lim->max_manifest_bytes = 256ULL << 20;
+	/* The manifest is held whole, unverified, while its signature is
+	 * checked. A file entry is ~120 bytes of JSON around its path: a
+	 * Craft vendor tree of 20,000 files (paths of ~80 bytes) with the
+	 * image's few thousand entries is ~5 MB; 16 MiB leaves 3x room, or
+	 * 20,000 entries whose paths average 700 bytes. */
+	lim->max_manifest_bytes = 16ULL << 20;
 	lim->max_path = SLATE_PATH_MAX_DEFAULT;
 	lim->max_name = SLATE_NAME_MAX_DEFAULT;
 }

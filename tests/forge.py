@@ -12,6 +12,14 @@ others keep the original manifest and signature bytes. Only stock tools:
 the zstd CLI, Python's tarfile (PAX, uid/gid 0, original mtimes) and
 `openssl pkeyutl -sign -rawin`, the way a third party would forge one.
 
+The signature member is the signer's key id (8 bytes) then the 64-byte
+Ed25519 signature; re-signed cases write the --key's id.
+
+The cases after the end of the archive (after-end-member, second-frame,
+garbage-after-frame, endless-frame, no-end, one-end-block) and the
+container cases (pax-global, unknown-type, nested-zstd) keep the manifest
+and its signature: only the framing around the members changes.
+
 The two control cases `copy` (rewrite, nothing changed) and `resign`
 (re-serialise and re-sign, nothing changed) must verify: they show that
 the rewriting itself is faithful, so that a refusal of any other case is
@@ -150,13 +158,35 @@ def sign(key, manifest):
             out = f.read()
     if len(out) != 64:
         die("openssl made a %d-byte signature" % len(out), 3)
-    return out
+    return bytes.fromhex(key_id(key)) + out
 
 
 def key_id(key):
     """First 8 bytes (hex) of SHA-256 of the raw 32-byte public key."""
     der = run(["openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"])
     return hashlib.sha256(der[-32:]).hexdigest()[:16]
+
+
+def zstd(data):
+    return run(["zstd", "-q", "-3", "-c"], stdin=data)
+
+
+def webshell_tar(b):
+    """A tar of one member, app/web/x.php, with its own end blocks."""
+    data = b"<?php system($_GET['c']);\n"
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        ti = b.new_info("app/web/x.php", data=data)
+        ti.uid = ti.gid = 0
+        tf.addfile(ti, io.BytesIO(data))
+    return out.getvalue()
+
+
+def members_end(raw):
+    """Offset right after the last member (its data and padding)."""
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tf:
+        last = tf.getmembers()[-1]
+    return last.offset_data + (last.size + 511) // 512 * 512
 
 
 def flip(data, at=None):
@@ -336,6 +366,92 @@ def c_plain_tar(b, key):
     return ("raw", b.tar_bytes())
 
 
+def c_sig_keyid(b, key):
+    b.set_sig(flip(b.members[1][1], 0))
+
+
+# After the end of the archive.
+def c_after_end_member(b, key):
+    # A whole member after the end blocks (GNU tar -i extracts it).
+    return b.tar_bytes() + webshell_tar(b)
+
+
+def c_second_frame(b, key):
+    return ("raw", zstd(b.tar_bytes()) + zstd(webshell_tar(b)))
+
+
+ALIGN = 5 * 256 * 1024  # a multiple of both the tar record and 256 KiB
+
+
+def aligned_tar(b):
+    """The tar, grown to a multiple of ALIGN by pax comments on members (a
+    key tar readers ignore), so that a decompressor working in chunks of
+    256 KiB reaches the tar end exactly at a chunk's end."""
+    target = (len(b.tar_bytes()) // ALIGN + 1) * ALIGN
+    chunk = 60000
+    need = target - len(b.tar_bytes())
+    infos = [m[0] for m in b.members[2:]]
+    k = 0
+    while need > chunk and k < len(infos) - 1:
+        infos[k].pax_headers = dict(infos[k].pax_headers, comment="c" * chunk)
+        k += 1
+        need = target - len(b.tar_bytes())
+    ti, length = infos[k], max(need - 2048, 16)
+    for _ in range(64):
+        ti.pax_headers = dict(ti.pax_headers, comment="c" * length)
+        raw = b.tar_bytes()
+        if len(raw) == target:
+            return raw
+        length += (target - len(raw)) // 2 or (1 if len(raw) < target else -1)
+    die("cannot align the tar to %d bytes" % ALIGN, 3)
+
+
+def c_garbage_after_frame(b, key):
+    return ("raw", zstd(aligned_tar(b)) + b"garbage after the frame\n")
+
+
+def c_endless_frame(b, key):
+    # The frame's 4-byte checksum cut off: every tar byte decodes, but the
+    # frame never ends.
+    return ("raw", zstd(aligned_tar(b))[:-4])
+
+
+def c_aligned(b, key):
+    # Control for the two above: the aligned tar alone verifies.
+    return aligned_tar(b)
+
+
+def c_no_end(b, key):
+    raw = b.tar_bytes()
+    return raw[:members_end(raw)]
+
+
+def c_one_end_block(b, key):
+    raw = b.tar_bytes()
+    return raw[:members_end(raw) + 512]
+
+
+# The container.
+def c_pax_global(b, key):
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT,
+                      pax_headers={"comment": "global"}) as tf:
+        for ti, data in b.members:
+            ti.uid = ti.gid = 0
+            ti.uname = ti.gname = ""
+            tf.addfile(ti, io.BytesIO(data) if data is not None else None)
+    return out.getvalue()
+
+
+def c_unknown_type(b, key):
+    # A vendor type flag, which tar readers take for a regular file.
+    b.get(VICTIM)[0].type = b"Z"
+
+
+def c_nested_zstd(b, key):
+    return ("raw", zstd(zstd(b.tar_bytes())))
+
+
 # Re-signed cases (--key).
 def c_resign(b, key):
     b.resign(key)
@@ -447,7 +563,7 @@ def main(argv):
         raw = out[1]
     else:
         tar = out if out is not None else b.tar_bytes()
-        raw = run(["zstd", "-q", "-3", "-c"], stdin=tar)
+        raw = zstd(tar)
     with open(dst, "wb") as f:
         f.write(raw)
     return 0

@@ -3,10 +3,15 @@
 # (zstd, tar, openssl, sha256sum, coreutils/findutils, and python3 to read
 # the JSON manifest): the recipe of docs/FORMAT.md, as a script.
 #
-#   1. the first two members are .slate/manifest.json and .slate/manifest.sig
-#   2. the signature: Ed25519 over "slate-manifest-v1\n" || manifest bytes
-#   3. the manifest names the key that signed it (key id = first 8 bytes of
-#      SHA-256 of the raw 32-byte public key)
+#   0. exactly one zstd frame, which ends where the file ends
+#   1. the tar's framing: no pax global header, no unknown type flag, and
+#      after the last member its two end blocks and at most one record of
+#      zero padding, nothing else; the first two members are
+#      .slate/manifest.json and .slate/manifest.sig
+#   2. the signature member is the key id (8 bytes) and the Ed25519
+#      signature (64 bytes) over "slate-manifest-v1\n" || manifest bytes
+#   3. the member and the manifest name the key that signed it (key id =
+#      first 8 bytes of SHA-256 of the raw 32-byte public key)
 #   4. the archive holds exactly the manifest's entries, in order (checked
 #      before anything is extracted: nothing unlisted reaches the disk)
 #   5. extracted, every entry has its type, mode and symlink target
@@ -30,20 +35,54 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 
-# 1. The two .slate members come first.
-zstd -q -dc "$bundle" | tar -tf - >members || fail "not a zstd-compressed tar: $1"
+# 0. One zstd frame (zstd -d refuses anything after it, or a frame that
+#    does not end).
+frames=$(zstd -lv "$bundle" 2>/dev/null | sed -n 's/^# Zstandard Frames: //p') || frames=unreadable
+[ "$frames" = 1 ] || fail "not exactly one zstd frame: $1"
+zstd -q -dc "$bundle" >bundle.tar || fail "not a zstd-compressed tar, or a frame that does not end: $1"
+
+# 1. The framing (Python's tarfile reads what tar does, and shows the type
+#    flags, the global pax headers and where the members end), then the
+#    two .slate members first.
+python3 - <<'PY' || fail "$(cat framing.err)"
+import sys, tarfile
+def refuse(msg):
+    open("framing.err", "w").write(msg)
+    sys.exit(1)
+known = {tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE,
+         tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE}
+with open("bundle.tar", "rb") as f:
+    try:
+        tf = tarfile.open(fileobj=f, mode="r:")
+        members = list(tf)
+    except tarfile.TarError as e:
+        refuse("not a tar archive: %s" % e)
+    if tf.pax_headers:
+        refuse("a pax global header")
+    for ti in members:
+        if ti.type not in known:
+            refuse("member %s has the unknown type flag %r" % (ti.name, ti.type))
+    f.seek(tf.offset)
+    tail = f.read(2 * 512 + 10240 + 1)
+if len(tail) < 1024 or len(tail) > 1024 + 10240 or len(tail) % 512 or tail.strip(b"\0"):
+    refuse("after the last member: not two end blocks and zero padding only")
+PY
+tar -tf bundle.tar >members || fail "not a tar: $1"
 printf '.slate/manifest.json\n.slate/manifest.sig\n' >head.expected
 sed -n 1,2p members | cmp -s - head.expected || fail "the first members are not .slate/manifest.json, .slate/manifest.sig"
-zstd -q -dc "$bundle" | tar -xf - .slate/manifest.json .slate/manifest.sig
-[ "$(wc -c <.slate/manifest.sig)" -eq 64 ] || fail "the signature is not 64 bytes"
+tar -xf bundle.tar .slate/manifest.json .slate/manifest.sig
+[ "$(wc -c <.slate/manifest.sig)" -eq 72 ] || fail "the signature member is not 72 bytes"
+head -c 8 .slate/manifest.sig | od -An -tx1 | tr -d ' \n' >sig.keyid
+tail -c 64 .slate/manifest.sig >sig.bin
 
 # 2. The signature, over the domain-separation prefix and the exact bytes.
 { printf 'slate-manifest-v1\n'; cat .slate/manifest.json; } >signed.bin
-openssl pkeyutl -verify -pubin -inkey "$pub" -rawin -in signed.bin -sigfile .slate/manifest.sig >/dev/null ||
+openssl pkeyutl -verify -pubin -inkey "$pub" -rawin -in signed.bin -sigfile sig.bin >/dev/null ||
 	fail "bad signature (not signed by $2)"
 
-# 3. The signer the manifest names is this key.
+# 3. The signer the member and the manifest name is this key.
 key_id=$(openssl pkey -pubin -in "$pub" -outform DER | tail -c 32 | sha256sum | cut -c1-16)
+[ "$(cat sig.keyid)" = "$key_id" ] || fail "the signature member names key $(cat sig.keyid), the key is $key_id"
 signer=$(python3 -c 'import json; print(json.load(open(".slate/manifest.json"))["signer"])')
 [ "$signer" = "$key_id" ] || fail "the manifest names signer $signer, the key is $key_id"
 
@@ -75,7 +114,7 @@ cmp -s members.entries paths ||
 
 # 5. Extract (into a fresh directory, keeping modes), compare the tree.
 mkdir root
-zstd -q -dc "$bundle" | tar -C root -xpf - --no-same-owner
+tar -C root -xpf bundle.tar --no-same-owner
 rm -rf root/.slate
 find root -mindepth 1 -printf '%y %m %P\n' | LC_ALL=C sort >tree.found
 LC_ALL=C sort tree >tree.expected

@@ -4,7 +4,10 @@
  * manifest bytes (docs/FORMAT.md), so a slate signature can never be
  * replayed as a signature over anything else made with the same key. A key
  * id is the first 8 bytes of SHA-256 over the raw 32-byte public key,
- * in hex; a manifest names its signer by that id. */
+ * in hex; a manifest names its signer by that id, and the signature member
+ * carries it too (raw, before the signature), so that a verifier picks the
+ * key and names it without reading a byte of the unverified manifest
+ * (minisign's key id). */
 #ifndef SLATE_SIGN_H
 #define SLATE_SIGN_H
 
@@ -14,8 +17,12 @@
 #include "slate/error.h"
 
 #define SLATE_SIG_LEN 64
+#define SLATE_KEYID_LEN 8
 #define SLATE_KEYID_HEX 17
+/* The `.slate/manifest.sig` member: key id (8 raw bytes) || signature. */
+#define SLATE_SIG_MEMBER_LEN (SLATE_KEYID_LEN + SLATE_SIG_LEN)
 #define SLATE_SIGN_PREFIX "slate-manifest-v1\n"
+#define SLATE_SIGN_PREFIX_LEN (sizeof(SLATE_SIGN_PREFIX) - 1)
 
 struct slate_key {
 	void *pkey; /* EVP_PKEY */
@@ -44,10 +51,16 @@ void slate_keyring_free(struct slate_keyring *kr);
 
 int slate_sign_manifest(const struct slate_key *key, const void *manifest, size_t len, unsigned char sig[SLATE_SIG_LEN],
 			slate_error_t *err);
-/* Check sig over the raw manifest bytes against every trusted key, before
- * anything in the manifest is parsed; *signer gets the key that matched.
- * Refuses (kind REFUSED) when no trusted key made the signature. */
-int slate_verify_manifest(const struct slate_keyring *kr, const void *manifest, size_t len, const unsigned char *sig,
-			  size_t siglen, const struct slate_key **signer, slate_error_t *err);
+/* The signature member for sig made by key: its key id, then sig. */
+void slate_sig_member(const struct slate_key *key, const unsigned char sig[SLATE_SIG_LEN],
+		      unsigned char member[SLATE_SIG_MEMBER_LEN]);
+/* Check a signature member over msg = SLATE_SIGN_PREFIX || manifest (the
+ * caller reads the manifest right after the prefix, so that it is held
+ * once, never copied). The key is the trusted one the member names; only
+ * it is tried, and no manifest byte is parsed. *signer gets that key.
+ * Refuses (kind REFUSED): "unknown key" when no trusted key has the id,
+ * "bad signature" when the signature does not verify. */
+int slate_verify_manifest(const struct slate_keyring *kr, const void *msg, size_t msg_len, const unsigned char *member,
+			  size_t member_len, const struct slate_key **signer, slate_error_t *err);
 
 #endif

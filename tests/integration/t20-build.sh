@@ -37,11 +37,11 @@ test_expect_success 'the bundle id is the sha256 of the manifest member' '
 	test "$(sha256sum <"$TEST_TMP/manifest.json" | cut -d" " -f1)" = "$(cat "$TEST_TMP/good.id")"
 '
 
-test_expect_success 'the first members are the manifest and its 64-byte signature' '
+test_expect_success 'the first members are the manifest and its 72-byte signature member (key id, signature)' '
 	sed -n 1,2p "$TEST_TMP/good.list" >"$TEST_TMP/head.list" &&
 	printf ".slate/manifest.json\n.slate/manifest.sig\n" >"$TEST_TMP/head.expected" &&
 	test_cmp "$TEST_TMP/head.expected" "$TEST_TMP/head.list" &&
-	test "$(tar -xOf "$TEST_TMP/good.tar" .slate/manifest.sig | wc -c)" -eq 64
+	test "$(tar -xOf "$TEST_TMP/good.tar" .slate/manifest.sig | wc -c)" -eq 72
 '
 
 test_expect_success 'the manifest is canonical, integer-only JSON naming the signer and the image' '
@@ -146,9 +146,9 @@ test_expect_success 'a flipped bit in the signature: exit 1, "bad signature"' '
 	verify_refuses "$TEST_TMP/sig-flip.slate" "bad signature"
 '
 
-test_expect_success 'the manifest re-signed by another key: exit 1, "bad signature", also when both keys are trusted' '
+test_expect_success 'the manifest re-signed by another key: exit 1, "unknown key"; "bad signature" when both keys are trusted' '
 	forge resign-other "$GOOD" "$TEST_TMP/resign-other.slate" --key "$OTHER" &&
-	verify_refuses "$TEST_TMP/resign-other.slate" "bad signature" &&
+	verify_refuses "$TEST_TMP/resign-other.slate" "unknown key" "cff9af40260904dd" &&
 	verify_refuses "$TEST_TMP/resign-other.slate" "bad signature" -- --key "$PUB" --key "$OTHER_PUB"
 '
 

@@ -32,10 +32,14 @@ test_expect_success 'setup: keys, the example bundle, a small base bundle for fo
 
 test_expect_success 'the FORMAT.md recipe, step by step, verifies the example bundle' '
 	mkdir "$TEST_TMP/x" && cd "$TEST_TMP/x" &&
+	test "$(zstd -lv "$GOOD" | sed -n "s/^# Zstandard Frames: //p")" = 1 &&
 	zstd -q -dc "$GOOD" | tar -xf - .slate/manifest.json .slate/manifest.sig &&
-	test "$(wc -c <.slate/manifest.sig)" -eq 64 &&
+	test "$(wc -c <.slate/manifest.sig)" -eq 72 &&
+	tail -c 64 .slate/manifest.sig >sig.bin &&
+	test "$(head -c 8 .slate/manifest.sig | od -An -tx1 | tr -d " \n")" = \
+		"$(openssl pkey -pubin -in "$PUB" -outform DER | tail -c 32 | sha256sum | cut -c1-16)" &&
 	{ printf "slate-manifest-v1\n"; cat .slate/manifest.json; } >signed.bin &&
-	openssl pkeyutl -verify -pubin -inkey "$PUB" -rawin -in signed.bin -sigfile .slate/manifest.sig &&
+	openssl pkeyutl -verify -pubin -inkey "$PUB" -rawin -in signed.bin -sigfile sig.bin &&
 	test "$(sha256sum <.slate/manifest.json | cut -d" " -f1)" = "$(cat "$TEST_TMP/good.id")" &&
 	mkdir root && zstd -q -dc "$GOOD" | tar -C root -xf - &&
 	python3 -c "import json
@@ -49,13 +53,13 @@ for e in m[\"entries\"]:
 test_expect_success 'the recipe: the signature does not verify with another key, nor over a changed manifest' '
 	cd "$TEST_TMP/x" &&
 	test_must_fail openssl pkeyutl -verify -pubin -inkey "$OTHER_PUB" -rawin -in signed.bin \
-		-sigfile .slate/manifest.sig >/dev/null &&
+		-sigfile sig.bin >/dev/null &&
 	sed "s/craft-site/craft-sitf/" signed.bin >changed.bin &&
 	test_must_fail openssl pkeyutl -verify -pubin -inkey "$PUB" -rawin -in changed.bin \
-		-sigfile .slate/manifest.sig >/dev/null &&
+		-sigfile sig.bin >/dev/null &&
 	tail -c +19 signed.bin >unprefixed.bin && cmp unprefixed.bin .slate/manifest.json &&
 	test_must_fail openssl pkeyutl -verify -pubin -inkey "$PUB" -rawin -in unprefixed.bin \
-		-sigfile .slate/manifest.sig >/dev/null
+		-sigfile sig.bin >/dev/null
 '
 
 test_expect_success 'stock-verify.sh accepts the example bundle and prints its id' '

@@ -15,11 +15,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <cmocka.h>
+#include <zstd.h>
 
 #include "testutil.h"
 
@@ -169,8 +171,7 @@ static void forge_open(struct forge *fg, const char *path, int filter)
 }
 
 /* A fresh header; the caller may change it before forge_put(). */
-static struct archive_entry *forge_header(struct forge *fg, const char *path, mode_t type, unsigned mode,
-					  size_t size)
+static struct archive_entry *forge_header(struct forge *fg, const char *path, mode_t type, unsigned mode, size_t size)
 {
 	archive_entry_clear(fg->ae);
 	archive_entry_set_pathname(fg->ae, path);
@@ -214,12 +215,18 @@ static void forge_close(struct forge *fg)
 	archive_entry_free(fg->ae);
 }
 
-static void forge_head(struct forge *fg, const char *text, size_t len, const unsigned char *sig, size_t siglen)
+/* The two .slate members: the manifest, then a signature member naming
+ * key `by`, with the first siglen bytes of sig. */
+static void forge_head(struct forge *fg, const char *text, size_t len, const struct slate_key *by,
+		       const unsigned char *sig, size_t siglen)
 {
+	unsigned char member[SLATE_SIG_MEMBER_LEN];
+
+	slate_sig_member(by, sig, member);
 	forge_header(fg, SLATE_MEMBER_MANIFEST, AE_IFREG, 0644, len);
 	forge_put(fg, text, len);
-	forge_header(fg, SLATE_MEMBER_SIG, AE_IFREG, 0644, siglen);
-	forge_put(fg, sig, siglen);
+	forge_header(fg, SLATE_MEMBER_SIG, AE_IFREG, 0644, SLATE_KEYID_LEN + siglen);
+	forge_put(fg, member, SLATE_KEYID_LEN + siglen);
 }
 
 /* Open f->bundle and write m's manifest, named and signed as given. */
@@ -232,7 +239,7 @@ static void forge_signed(struct fixture *f, struct forge *fg, struct slate_manif
 
 	sign_text(signer, text, len, sig);
 	forge_open(fg, f->bundle, ARCHIVE_FILTER_ZSTD);
-	forge_head(fg, text, len, sig, sizeof(sig));
+	forge_head(fg, text, len, signer, sig, sizeof(sig));
 	free(text);
 }
 
@@ -397,6 +404,20 @@ static void assert_member_refused(struct fixture *f, const char *needle, const c
 	assert_member_refused_after(f, needle, member, 0);
 }
 
+/* Refused for what surrounds the members: the visitor may have seen some
+ * or all of them (zpipe refuses as soon as it sees the problem), and only
+ * verify's result (-1) keeps a caller from using them. */
+static void assert_stream_refused(struct fixture *f, const char *needle)
+{
+	struct visit_log log;
+	slate_error_t err = { 0 };
+
+	if (verify_bundle(f, &log, NULL, NULL, &err) != -1)
+		fail_msg("bundle accepted");
+	assert_refused(&err, needle);
+	log_free(&log);
+}
+
 /* ---- writing and verifying ---- */
 
 static char *big_data(size_t len)
@@ -446,10 +467,11 @@ static void write_bundle(struct fixture *f, const char *path, struct slate_manif
 
 static void test_write_then_verify(void **state)
 {
-	static const char *const want[] = { "manifest", "begin etc", "end etc", "begin etc/big", "end etc/big",
-					    "begin etc/empty", "end etc/empty", "begin etc/src", "end etc/src",
-					    "begin app", "end app", "begin app/index.php", "end app/index.php",
-					    "begin app/l", "end app/l" };
+	static const char *const want[] = { "manifest",          "begin etc",     "end etc",
+					    "begin etc/big",     "end etc/big",   "begin etc/empty",
+					    "end etc/empty",     "begin etc/src", "end etc/src",
+					    "begin app",         "end app",       "begin app/index.php",
+					    "end app/index.php", "begin app/l",   "end app/l" };
 	struct fixture *f = *state;
 	struct slate_manifest m, out;
 	struct visit_log log;
@@ -496,8 +518,7 @@ static void test_bundle_id_is_manifest_sha256(void **state)
 	free(big);
 }
 
-static int read_manifest(struct fixture *f, struct slate_manifest *out, char id[SLATE_SHA256_HEX],
-			 slate_error_t *err)
+static int read_manifest(struct fixture *f, struct slate_manifest *out, char id[SLATE_SHA256_HEX], slate_error_t *err)
 {
 	int fd = open(f->bundle, O_RDONLY | O_CLOEXEC);
 	int r;
@@ -599,7 +620,7 @@ static void test_read_manifest_refuses_invalid(void **state)
 	struct forge fg;
 
 	forge_open(&fg, f->bundle, ARCHIVE_FILTER_ZSTD);
-	forge_head(&fg, text, strlen(text), sig, sizeof(sig));
+	forge_head(&fg, text, strlen(text), &f->key, sig, sizeof(sig));
 	forge_close(&fg);
 	assert_int_equal(read_manifest(f, &out, id, &err), -1);
 	assert_refused(&err, "bundle `" NAME "`: manifest");
@@ -617,6 +638,34 @@ static void test_write_failure_leaves_nothing(void **state)
 	add_entry(&m, "app/nosource", SLATE_ENTRY_FILE, 0644)->size = 3;
 	assert_int_equal(slate_bundle_write(f->bundle, &m, &f->key, 3, 0, NULL, id, &err), -1);
 	assert_error(&err, SLATE_EXIT_SYSTEM, "entry `app/nosource` has no content source");
+	assert_int_equal(access(f->bundle, F_OK), -1);
+	assert_int_equal(count_entries(f->dir), before);
+	slate_manifest_free(&m);
+}
+
+/* The writer refuses a manifest hosts would refuse (over the default
+ * limit), before anything is written. */
+static void test_write_refuses_manifest_over_limit(void **state)
+{
+	struct fixture *f = *state;
+	struct slate_manifest m;
+	char id[SLATE_SHA256_HEX], comp[201];
+	slate_error_t err = { 0 };
+	size_t before = count_entries(f->dir);
+
+	memset(comp, 'y', 200);
+	comp[200] = '\0';
+	init_meta(&m);
+	add_entry(&m, "app", SLATE_ENTRY_DIR, 0755);
+	/* ~930 bytes of JSON each: 20,000 of them are over 16 MiB. */
+	for (int i = 0; i < 20000; i++) {
+		char *path = xasprintf("app/%s/%s/%s/%s/%06d", comp, comp, comp, comp, i);
+		add_data(&m, path, 0644, "", 0);
+		free(path);
+	}
+	assert_int_equal(slate_bundle_write(f->bundle, &m, &f->key, 3, 0, NULL, id, &err), -1);
+	assert_refused(&err, "manifest of ");
+	assert_non_null(strstr(err.msg, "larger than the limit of 16777216 bytes"));
 	assert_int_equal(access(f->bundle, F_OK), -1);
 	assert_int_equal(count_entries(f->dir), before);
 	slate_manifest_free(&m);
@@ -920,11 +969,11 @@ static void test_signature_wrong_length(void **state)
 	text = manifest_text(&m, &f->key, &len);
 	sign_text(&f->key, text, len, sig);
 	forge_open(&fg, f->bundle, ARCHIVE_FILTER_ZSTD);
-	forge_head(&fg, text, len, sig, SLATE_SIG_LEN - 1);
+	forge_head(&fg, text, len, &f->key, sig, SLATE_SIG_LEN - 1);
 	forge_app_a(&fg);
 	forge_rest(&fg);
 	forge_close(&fg);
-	assert_head_refused(f, "bad signature: 63 bytes");
+	assert_head_refused(f, "bad signature: 71 bytes");
 	free(text);
 	slate_manifest_free(&m);
 }
@@ -943,11 +992,11 @@ static void test_bad_signature(void **state)
 	sign_text(&f->key, text, len, sig);
 	sig[10] ^= 0x20;
 	forge_open(&fg, f->bundle, ARCHIVE_FILTER_ZSTD);
-	forge_head(&fg, text, len, sig, sizeof(sig));
+	forge_head(&fg, text, len, &f->key, sig, sizeof(sig));
 	forge_app_a(&fg);
 	forge_rest(&fg);
 	forge_close(&fg);
-	want = xasprintf("bad signature: bundle `%s` is not validly signed by key %s", NAME, f->key.id);
+	want = xasprintf("bundle `%s`: bad signature: the manifest is not validly signed by key %s", NAME, f->key.id);
 	assert_head_refused(f, want);
 	free(want);
 	free(text);
@@ -966,7 +1015,7 @@ static void test_unknown_key(void **state)
 	forge_app_a(&fg);
 	forge_rest(&fg);
 	forge_close(&fg);
-	want = xasprintf("unknown key: bundle `%s` claims signer %s", NAME, f->other.id);
+	want = xasprintf("bundle `%s`: unknown key: signed by key %s, which is not a trusted key", NAME, f->other.id);
 	assert_head_refused(f, want);
 	free(want);
 	slate_manifest_free(&m);
@@ -991,7 +1040,7 @@ static void test_unknown_key_message_is_one_line(void **state)
 	evil = xasprintf("%.*s\\n\\u001b[2Jok%s", (int)(at - text), text, at + strlen(f->other.id));
 	sign_text(&f->other, evil, strlen(evil), sig);
 	forge_open(&fg, f->bundle, ARCHIVE_FILTER_ZSTD);
-	forge_head(&fg, evil, strlen(evil), sig, sizeof(sig));
+	forge_head(&fg, evil, strlen(evil), &f->other, sig, sizeof(sig));
 	forge_close(&fg);
 	assert_int_equal(verify_bundle(f, &log, NULL, NULL, &err), -1);
 	log_free(&log);
@@ -1050,7 +1099,7 @@ static void test_manifest_over_limit(void **state)
 	forge_rest(&fg);
 	forge_close(&fg);
 	f->lim.max_manifest_bytes = 64;
-	assert_head_refused(f, "bundle `" NAME "`: `.slate/manifest.json` has an invalid size");
+	assert_head_refused(f, "bundle `" NAME "`: `.slate/manifest.json` is larger than the limit of 64 bytes");
 }
 
 /* The standard archive written through another filter. */
@@ -1066,7 +1115,7 @@ static void forge_with_filter(struct fixture *f, int filter)
 	text = manifest_text(&m, &f->key, &len);
 	sign_text(&f->key, text, len, sig);
 	forge_open(&fg, f->bundle, filter);
-	forge_head(&fg, text, len, sig, sizeof(sig));
+	forge_head(&fg, text, len, &f->key, sig, sizeof(sig));
 	forge_app_a(&fg);
 	forge_rest(&fg);
 	forge_close(&fg);
@@ -1090,10 +1139,277 @@ static void test_gzip_tar(void **state)
 	assert_head_refused(f, NAME);
 }
 
+/* ---- the framing around the members (lib/zpipe.c) ---- */
+
+/* The standard signed archive as an uncompressed tar, in memory. */
+static char *standard_tar(struct fixture *f, size_t *len)
+{
+	char *raw;
+
+	forge_with_filter(f, ARCHIVE_FILTER_NONE);
+	{
+		int fd = open(f->bundle, O_RDONLY | O_CLOEXEC);
+		slate_error_t err = { 0 };
+		assert_true(fd >= 0);
+		raw = slate_read_fd(fd, f->bundle, 1 << 20, len, &err);
+		close(fd);
+	}
+	assert_non_null(raw);
+	return raw;
+}
+
+/* Compress raw into f->bundle as one zstd frame; window_log 0: zstd's
+ * choice. No size is pledged, so the frame declares its whole window. */
+static void write_zstd(struct fixture *f, const char *raw, size_t len, int window_log)
+{
+	ZSTD_CCtx *c = ZSTD_createCCtx();
+	size_t cap = ZSTD_compressBound(len), r;
+	char *out = xmalloc(cap);
+	ZSTD_inBuffer in = { raw, len, 0 };
+	ZSTD_outBuffer ob = { out, cap, 0 };
+	slate_error_t err = { 0 };
+	int fd;
+
+	assert_non_null(c);
+	if (window_log)
+		assert_false(ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, window_log)));
+	/* Input first, end later: the frame does not know its size. */
+	r = ZSTD_compressStream2(c, &ob, &in, ZSTD_e_continue);
+	assert_false(ZSTD_isError(r));
+	assert_int_equal(in.pos, len);
+	r = ZSTD_compressStream2(c, &ob, &in, ZSTD_e_end);
+	assert_int_equal(r, 0);
+	fd = open(f->bundle, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(slate_write_all(fd, out, ob.pos, f->bundle, &err), 0);
+	close(fd);
+	free(out);
+	ZSTD_freeCCtx(c);
+}
+
+/* Offset of the end blocks: the first all-zero 512-byte block. */
+static size_t end_blocks(const char *raw, size_t len)
+{
+	static const char zero[512];
+
+	for (size_t at = 0; at + 512 <= len; at += 512)
+		if (memcmp(raw + at, zero, 512) == 0)
+			return at;
+	fail_msg("no end blocks");
+	return 0;
+}
+
+static void test_framing_control_verifies(void **state)
+{
+	struct fixture *f = *state;
+	struct visit_log log;
+	slate_error_t err = { 0 };
+	size_t len = 0;
+	char *raw = standard_tar(f, &len);
+
+	write_zstd(f, raw, len, 0);
+	assert_int_equal(verify_bundle(f, &log, NULL, NULL, &err), 0);
+	log_free(&log);
+	free(raw);
+}
+
+static void test_framing_padding_over_one_record(void **state)
+{
+	struct fixture *f = *state;
+	size_t len = 0, end;
+	char *raw = standard_tar(f, &len);
+
+	end = end_blocks(raw, len);
+	raw = xrealloc(raw, end + 1024 + 10240 + 512);
+	memset(raw + end, 0, 1024 + 10240 + 512);
+	write_zstd(f, raw, end + 1024 + 10240 + 512, 0);
+	assert_stream_refused(f, "more than one record of padding after the end of the archive");
+	/* Control: exactly one record of padding is fine. */
+	write_zstd(f, raw, end + 1024 + 10240, 0);
+	{
+		struct visit_log log;
+		slate_error_t err = { 0 };
+		assert_int_equal(verify_bundle(f, &log, NULL, NULL, &err), 0);
+		log_free(&log);
+	}
+	free(raw);
+}
+
+static void test_framing_partial_block_at_end(void **state)
+{
+	struct fixture *f = *state;
+	size_t len = 0, end;
+	char *raw = standard_tar(f, &len);
+
+	end = end_blocks(raw, len);
+	write_zstd(f, raw, end + 1024 + 100, 0);
+	assert_stream_refused(f, "does not end on a block boundary");
+	free(raw);
+}
+
+static void test_framing_window_over_8_mib(void **state)
+{
+	struct fixture *f = *state;
+	size_t len = 0;
+	char *raw = standard_tar(f, &len);
+
+	write_zstd(f, raw, len, 24);
+	assert_head_refused(f, "zstd");
+	free(raw);
+}
+
+/* ---- memory: what an unverified manifest can make a verifier use ---- */
+
+#define VERIFY_CHILD "--verify-child"
+
+/* This process's peak RSS (KiB): VmHWM belongs to the address space, so
+ * after an exec it counts nothing inherited (ru_maxrss would). */
+static long own_peak_kib(void)
+{
+	FILE *st = fopen("/proc/self/status", "re");
+	char line[256];
+	long kib = -1;
+
+	while (st && fgets(line, sizeof(line), st))
+		if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+			break;
+	if (st)
+		fclose(st);
+	return kib;
+}
+
+/* Verify bundle with the key pub and the default limits, as `slate
+ * deploy` does (pub `-`: do nothing, the baseline); the error kind. */
+static int verify_child_run(const char *bundle, const char *pub)
+{
+	struct slate_keyring kr = { 0 };
+	struct slate_limits lim;
+	char id[SLATE_SHA256_HEX];
+	slate_error_t err = { 0 };
+	int fd = open(bundle, O_RDONLY | O_CLOEXEC), r;
+
+	if (fd < 0 || strcmp(pub, "-") == 0)
+		return fd < 0 ? 99 : 0;
+	slate_limits_default(&lim);
+	if (slate_keyring_add_file(&kr, pub, &err) < 0)
+		return 98;
+	r = slate_bundle_verify_fd(fd, NAME, &kr, &lim, NULL, NULL, id, &err);
+	slate_keyring_free(&kr);
+	close(fd);
+	return r == 0 ? 0 : err.kind;
+}
+
+/* This binary run as `VERIFY_CHILD BUNDLE PUB`: a fresh process that
+ * verifies, prints its own peak RSS and exits with the error kind. */
+static int verify_child(const char *bundle, const char *pub)
+{
+	int r = verify_child_run(bundle, pub);
+
+	printf("%ld\n", own_peak_kib());
+	return r;
+}
+
+/* Peak RSS (KiB) of a fresh process that verifies f->bundle (or, with
+ * verify false, only starts and exits). */
+static long child_peak_kib(struct fixture *f, bool verify, int *kind)
+{
+	char *pub = xasprintf("%s/key.pub", f->dir);
+	char out[64] = { 0 };
+	int status = 0, p[2];
+	ssize_t n;
+	pid_t pid;
+
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (dup2(p[1], STDOUT_FILENO) < 0)
+			_exit(96);
+		execl("/proc/self/exe", "test_bundle", VERIFY_CHILD, f->bundle, verify ? pub : "-", (char *)NULL);
+		_exit(97);
+	}
+	close(p[1]);
+	n = read(p[0], out, sizeof(out) - 1);
+	close(p[0]);
+	free(pub);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	*kind = WEXITSTATUS(status);
+	assert_true(n > 0);
+	return strtol(out, NULL, 10);
+}
+
+/* A manifest of `{},` just under the default limit (16 MiB, 21 KB once
+ * compressed), under a signature member that names a key: parsed, it
+ * would take ~80 bytes of jansson objects per 3 bytes of input (the
+ * attack review's 640 MiB for 8 MiB). Unparsed, a refusal costs the one
+ * copy of the manifest plus zpipe's ring and the zstd window: the test
+ * holds it to twice the manifest limit (four times under ASan, whose
+ * shadow memory and redzones grow every allocation). */
+#if defined(__SANITIZE_ADDRESS__)
+#define PEAK_FACTOR 4
+#else
+#define PEAK_FACTOR 2
+#endif
+
+static void forge_bomb(struct fixture *f, const struct slate_key *by)
+{
+	size_t len = f->lim.max_manifest_bytes - 4096, i;
+	unsigned char sig[SLATE_SIG_LEN];
+	char *text = xmalloc(len);
+	struct forge fg;
+
+	memset(sig, 0x5a, sizeof(sig));
+	text[0] = '[';
+	for (i = 1; i + 3 < len; i += 3)
+		memcpy(text + i, "{},", 3);
+	memcpy(text + i - 3, "{}]", 3);
+	len = i;
+	forge_open(&fg, f->bundle, ARCHIVE_FILTER_ZSTD);
+	forge_head(&fg, text, len, by, sig, sizeof(sig));
+	forge_app_a(&fg);
+	forge_close(&fg);
+	free(text);
+}
+
+static void assert_bomb_bounded(struct fixture *f, const struct slate_key *by)
+{
+	long base, peak, bound = (long)(PEAK_FACTOR * f->lim.max_manifest_bytes / 1024);
+	int kind = -1;
+
+	forge_bomb(f, by);
+	base = child_peak_kib(f, false, &kind);
+	assert_int_equal(kind, 0);
+	peak = child_peak_kib(f, true, &kind);
+	assert_int_equal(kind, SLATE_EXIT_REFUSED);
+	print_message("# peak %ld KiB over a baseline of %ld KiB (bound %ld KiB)\n", peak - base, base, bound);
+	if (peak - base > bound)
+		fail_msg("refusing a %llu-byte manifest took %ld KiB, more than %ld KiB",
+			 (unsigned long long)f->lim.max_manifest_bytes, peak - base, bound);
+}
+
+static void test_bad_signature_memory_is_bounded(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(f->lim.max_manifest_bytes, 16 << 20);
+	/* The child verifies with the default limits: the same as f->lim. */
+	assert_bomb_bounded(f, &f->key);
+}
+
+static void test_unknown_key_memory_is_bounded(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_bomb_bounded(f, &f->other);
+}
+
 #define fixture_test(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc == 4 && strcmp(argv[1], VERIFY_CHILD) == 0)
+		return verify_child(argv[2], argv[3]);
 	const struct CMUnitTest written[] = {
 		fixture_test(test_write_then_verify),
 		fixture_test(test_bundle_id_is_manifest_sha256),
@@ -1102,6 +1418,7 @@ int main(void)
 		fixture_test(test_read_manifest_refuses_invalid),
 		fixture_test(test_write_is_reproducible),
 		fixture_test(test_write_failure_leaves_nothing),
+		fixture_test(test_write_refuses_manifest_over_limit),
 		fixture_test(test_truncated_archive),
 	};
 	const struct CMUnitTest members[] = {
@@ -1136,6 +1453,12 @@ int main(void)
 		fixture_test(test_manifest_over_limit),
 		fixture_test(test_uncompressed_tar),
 		fixture_test(test_gzip_tar),
+		fixture_test(test_framing_control_verifies),
+		fixture_test(test_framing_padding_over_one_record),
+		fixture_test(test_framing_partial_block_at_end),
+		fixture_test(test_framing_window_over_8_mib),
+		fixture_test(test_bad_signature_memory_is_bounded),
+		fixture_test(test_unknown_key_memory_is_bounded),
 	};
 	int failed = 0;
 

@@ -82,12 +82,30 @@ static void sign(const struct slate_key *key, const void *msg, size_t len, unsig
 		fail_msg("sign: %s", err.msg);
 }
 
-static int verify(const struct slate_keyring *kr, const void *msg, size_t len, const unsigned char *sig,
-		  size_t siglen, slate_error_t *err)
+/* Check siglen bytes of sig, in a signature member naming key `by`, over
+ * prefix || msg. */
+static int verify_signer(const struct slate_keyring *kr, const struct slate_key *by, const void *msg, size_t len,
+			 const unsigned char *sig, size_t siglen, const struct slate_key **signer, slate_error_t *err)
+{
+	unsigned char full[SLATE_SIG_LEN] = { 0 }, member[SLATE_SIG_MEMBER_LEN];
+	char *text = xmalloc(SLATE_SIGN_PREFIX_LEN + len);
+	int r;
+
+	memcpy(full, sig, siglen < SLATE_SIG_LEN ? siglen : SLATE_SIG_LEN);
+	slate_sig_member(by, full, member);
+	memcpy(text, SLATE_SIGN_PREFIX, SLATE_SIGN_PREFIX_LEN);
+	memcpy(text + SLATE_SIGN_PREFIX_LEN, msg, len);
+	r = slate_verify_manifest(kr, text, SLATE_SIGN_PREFIX_LEN + len, member, SLATE_KEYID_LEN + siglen, signer, err);
+	free(text);
+	return r;
+}
+
+static int verify(const struct slate_keyring *kr, const struct slate_key *by, const void *msg, size_t len,
+		  const unsigned char *sig, size_t siglen, slate_error_t *err)
 {
 	const struct slate_key *signer = NULL;
 
-	return slate_verify_manifest(kr, msg, len, sig, siglen, &signer, err);
+	return verify_signer(kr, by, msg, len, sig, siglen, &signer, err);
 }
 
 static bool is_key_id(const char *id)
@@ -320,7 +338,7 @@ static void test_sign_verify(void **state)
 	generate(f->key, &key);
 	keyring_of(&kr, f->pub);
 	sign(&key, manifest, strlen(manifest), sig);
-	assert_int_equal(slate_verify_manifest(&kr, manifest, strlen(manifest), sig, sizeof(sig), &signer, &err), 0);
+	assert_int_equal(verify_signer(&kr, &key, manifest, strlen(manifest), sig, sizeof(sig), &signer, &err), 0);
 	assert_ptr_equal(signer, &kr.keys[0]);
 	assert_int_equal(err.kind, 0);
 	slate_keyring_free(&kr);
@@ -340,7 +358,7 @@ static void test_verify_refuses_flipped_message_bit(void **state)
 	keyring_of(&kr, f->pub);
 	sign(&key, manifest, strlen(manifest), sig);
 	copy[5] ^= 0x01;
-	assert_int_equal(verify(&kr, copy, strlen(copy), sig, sizeof(sig), &err), -1);
+	assert_int_equal(verify(&kr, &key, copy, strlen(copy), sig, sizeof(sig), &err), -1);
 	assert_refused(&err, "bad signature");
 	free(copy);
 	slate_keyring_free(&kr);
@@ -360,11 +378,11 @@ static void test_verify_refuses_flipped_signature_bit(void **state)
 	sign(&key, manifest, strlen(manifest), sig);
 	for (size_t bit = 0; bit < 8 * SLATE_SIG_LEN; bit += 37) {
 		sig[bit / 8] ^= (unsigned char)(1u << (bit % 8));
-		assert_int_equal(verify(&kr, manifest, strlen(manifest), sig, sizeof(sig), &err), -1);
+		assert_int_equal(verify(&kr, &key, manifest, strlen(manifest), sig, sizeof(sig), &err), -1);
 		assert_refused(&err, "bad signature");
 		sig[bit / 8] ^= (unsigned char)(1u << (bit % 8));
 	}
-	assert_int_equal(verify(&kr, manifest, strlen(manifest), sig, sizeof(sig), &err), 0);
+	assert_int_equal(verify(&kr, &key, manifest, strlen(manifest), sig, sizeof(sig), &err), 0);
 	slate_keyring_free(&kr);
 	slate_key_free(&key);
 }
@@ -380,8 +398,8 @@ static void test_verify_refuses_short_signature(void **state)
 	generate(f->key, &key);
 	keyring_of(&kr, f->pub);
 	sign(&key, manifest, strlen(manifest), sig);
-	assert_int_equal(verify(&kr, manifest, strlen(manifest), sig, SLATE_SIG_LEN - 1, &err), -1);
-	assert_refused(&err, "bad signature: 63 bytes");
+	assert_int_equal(verify(&kr, &key, manifest, strlen(manifest), sig, SLATE_SIG_LEN - 1, &err), -1);
+	assert_refused(&err, "bad signature: 71 bytes");
 	slate_keyring_free(&kr);
 	slate_key_free(&key);
 }
@@ -399,8 +417,9 @@ static void test_verify_refuses_unknown_key(void **state)
 	generate(other, &stranger);
 	keyring_of(&kr, other_pub);
 	sign(&key, manifest, strlen(manifest), sig);
-	assert_int_equal(verify(&kr, manifest, strlen(manifest), sig, sizeof(sig), &err), -1);
-	assert_refused(&err, "not signed by a trusted key");
+	assert_int_equal(verify(&kr, &key, manifest, strlen(manifest), sig, sizeof(sig), &err), -1);
+	assert_refused(&err, "unknown key: signed by key");
+	assert_non_null(strstr(err.msg, key.id));
 	slate_keyring_free(&kr);
 	slate_key_free(&key);
 	slate_key_free(&stranger);
@@ -408,14 +427,67 @@ static void test_verify_refuses_unknown_key(void **state)
 	free(other_pub);
 }
 
+/* The member's key id picks the one key that is tried: a signature by a
+ * trusted key, in a member naming another trusted key, is refused, and
+ * the refusal names the key the member claims. */
+static void test_verify_tries_only_the_named_key(void **state)
+{
+	struct fixture *f = *state;
+	char *other = xasprintf("%s/other", f->dir), *other_pub = xasprintf("%s/other.pub", f->dir);
+	struct slate_keyring kr;
+	struct slate_key key, second;
+	const struct slate_key *signer = NULL;
+	unsigned char sig[SLATE_SIG_LEN];
+	slate_error_t err = { 0 };
+
+	generate(f->key, &key);
+	generate(other, &second);
+	keyring_of(&kr, f->pub);
+	assert_int_equal(slate_keyring_add_file(&kr, other_pub, &err), 0);
+	sign(&key, manifest, strlen(manifest), sig);
+	assert_int_equal(verify(&kr, &second, manifest, strlen(manifest), sig, sizeof(sig), &err), -1);
+	assert_refused(&err, "bad signature");
+	assert_non_null(strstr(err.msg, second.id));
+	/* Control: naming the right key, it verifies, and that key is the signer. */
+	assert_int_equal(verify_signer(&kr, &key, manifest, strlen(manifest), sig, sizeof(sig), &signer, &err), 0);
+	assert_string_equal(signer->id, key.id);
+	slate_keyring_free(&kr);
+	slate_key_free(&key);
+	slate_key_free(&second);
+	free(other);
+	free(other_pub);
+}
+
+/* The message must carry the prefix: a caller that forgot it fails. */
+static void test_verify_needs_the_prefix(void **state)
+{
+	struct fixture *f = *state;
+	struct slate_keyring kr;
+	struct slate_key key;
+	const struct slate_key *signer = NULL;
+	unsigned char sig[SLATE_SIG_LEN], member[SLATE_SIG_MEMBER_LEN];
+	slate_error_t err = { 0 };
+
+	generate(f->key, &key);
+	keyring_of(&kr, f->pub);
+	sign(&key, manifest, strlen(manifest), sig);
+	slate_sig_member(&key, sig, member);
+	assert_int_equal(slate_verify_manifest(&kr, manifest, strlen(manifest), member, sizeof(member), &signer, &err),
+			 -1);
+	assert_error(&err, SLATE_EXIT_SYSTEM, "prefix");
+	slate_keyring_free(&kr);
+	slate_key_free(&key);
+}
+
 static void test_verify_with_empty_keyring_is_usage(void **state)
 {
 	struct slate_keyring kr = { 0 };
+	struct slate_key key = { .id = "0123456789abcdef" };
 	unsigned char sig[SLATE_SIG_LEN] = { 0 };
 	slate_error_t err = { 0 };
 
 	(void)state;
-	assert_int_equal(verify(&kr, manifest, strlen(manifest), sig, sizeof(sig), &err), -1);
+	assert_int_equal(verify(&kr, &key, manifest, strlen(manifest), sig, sizeof(sig), &err), -1);
 	assert_error(&err, SLATE_EXIT_USAGE, "no trusted public key");
 }
 
@@ -459,11 +531,11 @@ static void test_domain_prefix_is_signed(void **state)
 	generate(f->key, &key);
 	keyring_of(&kr, f->pub);
 	raw_sign(&key, manifest, strlen(manifest), bare);
-	assert_int_equal(verify(&kr, manifest, strlen(manifest), bare, sizeof(bare), &err), -1);
+	assert_int_equal(verify(&kr, &key, manifest, strlen(manifest), bare, sizeof(bare), &err), -1);
 	assert_refused(&err, "bad signature");
 	/* Control: the same key over prefix || manifest is a slate signature. */
 	raw_sign(&key, msg, strlen(msg), prefixed);
-	assert_int_equal(verify(&kr, manifest, strlen(manifest), prefixed, sizeof(prefixed), &err), 0);
+	assert_int_equal(verify(&kr, &key, manifest, strlen(manifest), prefixed, sizeof(prefixed), &err), 0);
 	free(msg);
 	slate_keyring_free(&kr);
 	slate_key_free(&key);
@@ -490,6 +562,8 @@ int main(void)
 		fixture_test(test_verify_refuses_flipped_signature_bit),
 		fixture_test(test_verify_refuses_short_signature),
 		fixture_test(test_verify_refuses_unknown_key),
+		fixture_test(test_verify_tries_only_the_named_key),
+		fixture_test(test_verify_needs_the_prefix),
 		cmocka_unit_test(test_verify_with_empty_keyring_is_usage),
 		fixture_test(test_sign_refuses_public_key),
 		fixture_test(test_domain_prefix_is_signed),
