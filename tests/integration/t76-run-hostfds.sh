@@ -214,6 +214,10 @@ grab_tty() { # NAME EXEC-FLAGS...: the operator on a terminal
 	grab_setup "$name" &&
 	on_pty "$@" &&
 	mv "$TEST_TMP/$name" "$TEST_TMP/report-$name" &&
+	for f in "$name.before" "$name.after" "report-$name"; do
+		echo "--- $f:" >&2
+		cat -v "$TEST_TMP/$f" >&2
+	done &&
 	assert_file_has_content "$TEST_TMP/report-$name" "^done$" &&
 	for fd in 0 1 2; do
 		assert_file_has_content "$TEST_TMP/report-$name" "^getfd $fd OK " || return 1
@@ -236,8 +240,58 @@ test_expect_success 'exec -t: a pty of the instance'"'"'s devpts; once exec retu
 	assert_file_lacks_content "$TEST_TMP/report-pty" "^write [0-9]+ OK$"
 '
 
-test_expect_success 'exec -it: what is typed reaches the command, raw; the terminal is restored after' '
-	true
+# slate exec -it on a terminal made here (30x100): the command reads a
+# line typed on it, sees the size, and a SIGWINCH after a resize (40x120);
+# slate's terminal is raw meanwhile, and canonical with echo again after.
+tty_session() {
+	SL_ROOT=$ROOT SL_RUN=$RUN SL_APP=$APP SL_PROBE=$PROBE python3 - <<-'EOF'
+	import fcntl, os, select, struct, sys, termios, time
+	e = os.environ
+	m, s = os.openpty()
+	fcntl.ioctl(m, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+	pid = os.fork()
+	if pid == 0:
+	    os.setsid()
+	    fcntl.ioctl(s, termios.TIOCSCTTY, 0)
+	    for i in range(3):
+	        os.dup2(s, i)
+	    os.execvp(e["SLATE"], [e["SLATE"], "--root", e["SL_ROOT"], "--run-dir", e["SL_RUN"], "exec", "-it",
+	                           e["SL_APP"], "--", e["SL_PROBE"], "tty-echo", "20"])
+	os.close(s)
+	seen = b""
+	def until(what, seconds=20):
+	    global seen
+	    end = time.time() + seconds
+	    while what not in seen and time.time() < end:
+	        r, _, _ = select.select([m], [], [], 0.1)
+	        if r:
+	            try:
+	                seen += os.read(m, 4096)
+	            except OSError:
+	                break
+	    if what not in seen:
+	        sys.exit("no %r on the terminal; it shows %r" % (what, seen))
+	until(b"ready")
+	if termios.tcgetattr(m)[3] & termios.ICANON:
+	    sys.exit("the operator's terminal is not raw while the command runs")
+	os.write(m, b"hello\r")
+	until(b"got hello")
+	fcntl.ioctl(m, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+	until(b"winsize 40 120")
+	_, st = os.waitpid(pid, 0)
+	lflag = termios.tcgetattr(m)[3]
+	print(seen.decode(errors="replace"))
+	print("status %d" % os.waitstatus_to_exitcode(st))
+	print("restored %s" % ("yes" if lflag & termios.ICANON and lflag & termios.ECHO else "no"))
+	EOF
+}
+
+test_expect_success 'exec -it: typed input reaches the command, window size and SIGWINCH pass, the terminal is restored' '
+	tty_session >"$TEST_TMP/it" &&
+	assert_file_has_content "$TEST_TMP/it" "winsize 30 100" &&
+	assert_file_has_content "$TEST_TMP/it" "got hello" &&
+	assert_file_has_content "$TEST_TMP/it" "^status 3$" &&
+	assert_file_has_content "$TEST_TMP/it" "^restored yes$"
 '
 
 # ---- the relay keeps what it carries ----

@@ -1423,6 +1423,51 @@ static int cmd_grabber(int argc, char **argv)
 	_exit(0);
 }
 
+static void print_winsize(void)
+{
+	struct winsize ws;
+
+	if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) < 0)
+		printf("winsize %s\n", errname(errno));
+	else
+		printf("winsize %u %u\n", ws.ws_row, ws.ws_col);
+}
+
+/* On a terminal: `winsize ROWS COLS`, `ready`, then one line read from
+ * stdin (`got LINE`, or `got EOF`), then waits up to SECONDS for a
+ * SIGWINCH and prints the window size again (or `winch timeout`). Exits 3,
+ * so that the test sees the status pass through. */
+static int cmd_tty_echo(int argc, char **argv)
+{
+	struct timespec ts = { 0, 0 };
+	char line[256];
+	sigset_t set;
+	long secs;
+
+	if (argc != 2 || (secs = parse_num(argv[1], 600)) < 0)
+		return EXIT_USAGE;
+	ts.tv_sec = secs;
+	sigemptyset(&set);
+	sigaddset(&set, SIGWINCH);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	print_winsize();
+	puts("ready");
+	fflush(stdout);
+	if (!fgets(line, sizeof(line), stdin)) {
+		puts("got EOF");
+	} else {
+		line[strcspn(line, "\r\n")] = '\0';
+		printf("got %s\n", line);
+	}
+	fflush(stdout);
+	if (sigtimedwait(&set, NULL, &ts) == SIGWINCH)
+		print_winsize();
+	else
+		puts("winch timeout");
+	fflush(stdout);
+	return 3;
+}
+
 /* ---- dispatch ---- */
 
 struct command {
@@ -1460,6 +1505,7 @@ static const struct command commands[] = {
 	{ "aio", cmd_aio, "" },
 	{ "victim", cmd_victim, "DIR SECONDS" },
 	{ "grabber", cmd_grabber, "DIR SECONDS MARKER" },
+	{ "tty-echo", cmd_tty_echo, "SECONDS" },
 };
 
 static void usage(void)
