@@ -28,11 +28,16 @@ int attach_init(struct attach *a, bool with_stdin, bool tty, slate_error_t *err)
 {
 	int p[3][2] = { { -1, -1 }, { -1, -1 }, { -1, -1 } };
 
-	*a = (struct attach){ .with_stdin = with_stdin, .tty = tty, .cmd = { -1, -1, -1 }, .in = -1, .out = -1,
-			      .err = -1, .master = -1 };
+	*a = (struct attach){ .with_stdin = with_stdin,
+			      .tty = tty,
+			      .cmd = { -1, -1, -1 },
+			      .in = -1,
+			      .out = -1,
+			      .err = -1,
+			      .master = -1 };
 	if (tty) {
-		a->have_ws = ioctl(STDIN_FILENO, TIOCGWINSZ, &a->ws) == 0 ||
-			     ioctl(STDOUT_FILENO, TIOCGWINSZ, &a->ws) == 0;
+		a->have_ws =
+			ioctl(STDIN_FILENO, TIOCGWINSZ, &a->ws) == 0 || ioctl(STDOUT_FILENO, TIOCGWINSZ, &a->ws) == 0;
 		return 0;
 	}
 	for (int i = with_stdin ? 0 : 1; i < 3; i++) {
@@ -253,7 +258,7 @@ int attach_relay(struct attach *a, int pidfd, slate_error_t *err)
 {
 	struct sigaction sa = { .sa_handler = on_winch }, ign = { .sa_handler = SIG_IGN };
 	struct input *in = xcalloc(1, sizeof(*in));
-	sigset_t block, during;
+	sigset_t block, old, during;
 	int r = 0;
 
 	in->to = a->tty ? a->master : a->in;
@@ -265,7 +270,8 @@ int attach_relay(struct attach *a, int pidfd, slate_error_t *err)
 	sigaction(SIGPIPE, &ign, NULL); /* a reader gone is an EPIPE, handled */
 	sigemptyset(&block);
 	sigaddset(&block, SIGWINCH);
-	sigprocmask(SIG_BLOCK, &block, &during);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	during = old;
 	sigdelset(&during, SIGWINCH);
 	if (a->tty)
 		sigaction(SIGWINCH, &sa, NULL);
@@ -284,7 +290,8 @@ int attach_relay(struct attach *a, int pidfd, slate_error_t *err)
 		}
 		if (winch) {
 			winch = 0;
-			if (ioctl(STDIN_FILENO, TIOCGWINSZ, &a->ws) == 0 || ioctl(STDOUT_FILENO, TIOCGWINSZ, &a->ws) == 0)
+			if (ioctl(STDIN_FILENO, TIOCGWINSZ, &a->ws) == 0 ||
+			    ioctl(STDOUT_FILENO, TIOCGWINSZ, &a->ws) == 0)
 				ioctl(a->master, TIOCSWINSZ, &a->ws);
 		}
 	}
@@ -294,7 +301,7 @@ int attach_relay(struct attach *a, int pidfd, slate_error_t *err)
 		drain(a->master, STDOUT_FILENO, PTY_DRAIN_MAX);
 	sa.sa_handler = SIG_DFL;
 	sigaction(SIGWINCH, &sa, NULL);
-	sigprocmask(SIG_UNBLOCK, &block, NULL);
+	sigprocmask(SIG_SETMASK, &old, NULL);
 	free(in);
 	return r;
 }

@@ -130,8 +130,7 @@ __attribute__((noreturn)) static void grandchild(struct exec_ctx *x)
 
 	if (setns(x->pidfd, CLONE_NEWUSER) < 0)
 		child_die("join the user namespace");
-	if (privs_drop(&x->id, &err) < 0 || command_stdio(x, &err) < 0 ||
-	    syscall(SYS_close_range, 3, ~0U, 0) < 0) {
+	if (privs_drop(&x->id, &err) < 0 || command_stdio(x, &err) < 0 || syscall(SYS_close_range, 3, ~0U, 0) < 0) {
 		dprintf(STDERR_FILENO, "slate: exec: %s\n", err.msg);
 		_exit(SLATE_EXIT_SYSTEM);
 	}

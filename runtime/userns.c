@@ -138,8 +138,7 @@ static void userns_helper(const struct slate_idmap *map, int go, int ready)
 	char c = 0;
 	int e = 0;
 
-	if (setgroups(0, NULL) < 0 ||
-	    setresgid(map->gid_base, map->gid_base, map->gid_base) < 0 ||
+	if (setgroups(0, NULL) < 0 || setresgid(map->gid_base, map->gid_base, map->gid_base) < 0 ||
 	    setresuid(map->uid_base, map->uid_base, map->uid_base) < 0 || unshare(CLONE_NEWUSER) < 0 ||
 	    set_ns_limits() < 0)
 		e = errno;
@@ -175,7 +174,8 @@ int slate_userns_create(const struct slate_idmap *map, slate_error_t *err)
 	ready[1] = -1;
 	if (read(ready[0], &c, 1) != 1 || c != 'r') {
 		slate_error_sys(err, c != 'r' && c > 0 ? c : EPERM,
-				"create a user namespace owned by host uid %u (user namespaces disabled?)", map->uid_base);
+				"create a user namespace owned by host uid %u (user namespaces disabled?)",
+				map->uid_base);
 		goto out;
 	}
 	snprintf(text, sizeof(text), "0 %u %u\n", map->uid_base, map->count);

@@ -322,6 +322,31 @@ test_expect_success 'run: the command'"'"'s stdio are pipes, none of the operato
 	assert_file_lacks_content "$TEST_TMP/run-fds" "$TEST_TMP"
 '
 
+test_expect_success 'run on the operator'"'"'s terminal: the instance has its own session, /dev/tty does not open' '
+	python3 - "$SLATE" "$ROOT" "$PUB" "$PBUNDLE" "$PROBE" >"$TEST_TMP/run-tty" <<-'EOF'
+	import os, pty, sys, time
+	slate, root, pub, bundle, probe = sys.argv[1:]
+	pid, fd = pty.fork()
+	if pid == 0:
+	    os.execv(slate, [slate, "--root", root, "run", "--key", pub, bundle, "--", probe, "write", "/dev/tty", "MARKER"])
+	out = b""
+	while True:
+	    try:
+	        data = os.read(fd, 4096)
+	    except OSError:
+	        break
+	    if not data:
+	        break
+	    out += data
+	_, st = os.waitpid(pid, 0)
+	print(out.decode(errors="replace"))
+	print("status %d" % os.waitstatus_to_exitcode(st))
+	EOF
+	assert_file_has_content "$TEST_TMP/run-tty" "write ENXIO" &&
+	assert_file_has_content "$TEST_TMP/run-tty" "^status 0" &&
+	assert_file_lacks_content "$TEST_TMP/run-tty" MARKER
+'
+
 test_expect_success 'the image'"'"'s processes: stdin is the instance'"'"'s own /dev/null (a mount of its own namespace)' '
 	pid=$(instance_proc) &&
 	test "$(readlink "/proc/$pid/fd/0")" = /dev/null &&
