@@ -243,9 +243,10 @@ static void test_relay_not_held_by_a_writer(void **state)
 {
 	size_t size = 0;
 
+	/* The time check is in relay_run; what the writer got through while the
+	 * command lived is not bounded (it shares the command's stdout). */
 	relay_case(*state, true, &size);
-	/* The command's MiB, then at most what the pipe held plus one read. */
-	assert_true(size <= (1 << 20) + (1 << 20) + 65536);
+	assert_true(size >= 1 << 20);
 }
 
 static void test_send_recv(void **state)
