@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/capability.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -119,6 +121,24 @@ static int set_ns_limits(void)
 	return 0;
 }
 
+/* Only CAP_SYS_ADMIN, effective, as the uid set by setresuid (keepcaps):
+ * so that the unshare is a privileged one where a host restricts user
+ * namespaces to privileged creators (Debian's
+ * kernel.unprivileged_userns_clone=0), while the namespace's owner is
+ * still the helper's euid. */
+static int keep_sys_admin(void)
+{
+	static const cap_value_t admin[] = { CAP_SYS_ADMIN };
+	cap_t caps = cap_init();
+	int r = -1;
+
+	if (caps && cap_set_flag(caps, CAP_PERMITTED, 1, admin, CAP_SET) == 0 &&
+	    cap_set_flag(caps, CAP_EFFECTIVE, 1, admin, CAP_SET) == 0)
+		r = cap_set_proc(caps);
+	cap_free(caps);
+	return r;
+}
+
 /* The helper becomes the instance's host root (the map's base uid and
  * gid, no supplementary group) before it unshares, so that the kernel's
  * per-user counts of everything in the namespace (inotify, fanotify,
@@ -127,21 +147,25 @@ static int set_ns_limits(void)
  * root: an instance that exhausts a quota exhausts only its own ids'.
  * (The namespace also takes the helper's rlimits as the ceilings of those
  * counts: slate's own, RLIMIT_NPROC included, which the kernel did not
- * enforce for host root; the pids cgroup is the limit that counts.) The
- * parent (real root) writes the maps and keeps a reference to
- * the namespace by fd. setgroups stays allowed: the image's masters call
- * initgroups() when they switch to www-data, and the mapping holds no
- * group the instance could drop to gain access (every mapped gid is an
- * unprivileged host gid). The ready byte is 'r', or an errno on failure. */
+ * enforce for host root; the pids cgroup is the limit that counts.) It
+ * keeps only CAP_SYS_ADMIN for the unshare (see keep_sys_admin); the
+ * helper is slate's, outside every instance, and only unshares, sets the
+ * limits and waits. The parent (real root) writes the maps and keeps a
+ * reference to the namespace by fd. setgroups stays allowed: the image's
+ * masters call initgroups() when they switch to www-data, and the mapping
+ * holds no group the instance could drop to gain access (every mapped gid
+ * is an unprivileged host gid). The ready byte is 'r', or an errno on
+ * failure. */
 static void userns_helper(const struct slate_idmap *map, int go, int ready)
 {
 	char c = 0;
 	int e = 0;
 
-	if (setgroups(0, NULL) < 0 || setresgid(map->gid_base, map->gid_base, map->gid_base) < 0 ||
-	    setresuid(map->uid_base, map->uid_base, map->uid_base) < 0 || unshare(CLONE_NEWUSER) < 0 ||
-	    set_ns_limits() < 0)
-		e = errno;
+	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || setgroups(0, NULL) < 0 ||
+	    setresgid(map->gid_base, map->gid_base, map->gid_base) < 0 ||
+	    setresuid(map->uid_base, map->uid_base, map->uid_base) < 0 || keep_sys_admin() < 0 ||
+	    geteuid() != map->uid_base || unshare(CLONE_NEWUSER) < 0 || set_ns_limits() < 0)
+		e = errno ? errno : EPERM;
 	c = e ? (char)(e > 0 && e < 127 ? e : EPERM) : 'r';
 	if (write(ready, &c, 1) != 1 || e)
 		_exit(1);
