@@ -23,7 +23,8 @@ static const char help[] =
 	"allowlist, cgroup limits, and only a loopback network. Without CMD the image's\n"
 	"processes start (php-fpm and nginx); with CMD that command alone runs, as the\n"
 	"image's user (www-data) unless --user says otherwise, with no capability.\n"
-	"stdin, stdout and stderr pass through; the exit status is the instance's.\n\n"
+	"CMD's stdin, stdout and stderr are relayed through pipes (no fd of slate's\n"
+	"enters the instance); the exit status is the instance's.\n\n"
 	"  --key PUB           trust this public key; repeatable\n"
 	"  --keys DIR          trust every DIR/*.pub (default " SLATE_DEFAULT_KEYS
 	")\n"

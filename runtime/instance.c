@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "attach.h"
 #include "init.h"
 #include "instance.h"
 #include "mounts.h"
@@ -124,7 +125,7 @@ struct setup {
 	struct init_proc *procs;
 	struct slate_strv *argvs; /* the image processes' argv, owned here */
 	char *scratch;
-	int stdio[3]; /* the instance's stdin, stdout, stderr (-1: slate's own) */
+	int stdio[3]; /* the instance's stdin, stdout, stderr (-1: its /dev/null) */
 	const struct slate_cgroup *cg;
 };
 
@@ -179,6 +180,25 @@ __attribute__((noreturn)) static void setup_fail(struct setup *s, slate_error_t 
 	_exit(err->kind);
 }
 
+/* The instance's fds 0-2, once its filesystem is in place: what the
+ * caller gave (pipes that it relays), and the instance's own /dev/null
+ * where it gave none, and always as the image processes' stdin (the
+ * monitor hands a /dev/null of the host: a host fd is not for the
+ * instance, whatever it is). */
+static int instance_stdio(struct setup *s, slate_error_t *err)
+{
+	for (int i = 0; i < 3; i++) {
+		int fd = s->stdio[i];
+		if (fd < 0 || (i == 0 && s->init.relay_output))
+			fd = attach_open_null(i == 0 ? O_RDONLY : O_WRONLY, err);
+		if (fd < 0 || dup2(fd, i) < 0)
+			return fd < 0 ? -1 : slate_error_sys(err, errno, "dup2");
+		if (fd != s->stdio[i])
+			close(fd);
+	}
+	return 0;
+}
+
 /* In the new namespaces, as host root. Order matters: cgroup namespace
  * after slate moved us into the cgroup; the filesystem while we still hold
  * the host's privileges; then the user namespace; then init. */
@@ -186,11 +206,10 @@ __attribute__((noreturn)) static void setup_child(struct setup *s)
 {
 	slate_error_t err = { 0 }, go = { 0 };
 
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || privs_not_dumpable(&err) < 0)
+	/* A session of its own: the operator's terminal, if slate has one,
+	 * is nobody's controlling terminal in the instance (/dev/tty). */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || privs_not_dumpable(&err) < 0 || setsid() < 0)
 		_exit(SLATE_EXIT_SYSTEM);
-	for (int i = 0; i < 3; i++)
-		if (s->stdio[i] >= 0 && dup2(s->stdio[i], i) < 0)
-			_exit(SLATE_EXIT_SYSTEM);
 	/* slate says go once it holds our namespaces; if slate is gone, stop. */
 	if (recv(s->sync, &go, sizeof(go), 0) != (ssize_t)sizeof(go))
 		_exit(SLATE_EXIT_SYSTEM);
@@ -202,7 +221,8 @@ __attribute__((noreturn)) static void setup_child(struct setup *s)
 		slate_error_sys(&err, errno, "unshare the cgroup namespace");
 		setup_fail(s, &err);
 	}
-	if (mounts_setup(&s->mounts, &err) < 0 || privs_enter_userns(s->userns_fd, &err) < 0)
+	if (mounts_setup(&s->mounts, &err) < 0 || instance_stdio(s, &err) < 0 ||
+	    privs_enter_userns(s->userns_fd, &err) < 0)
 		setup_fail(s, &err);
 	/* A change of credentials clears the parent-death signal: set it
 	 * again, then make sure slate did not die in between. */
@@ -482,14 +502,31 @@ static int wait_child(pid_t pid, int *exit_code, slate_error_t *err)
 
 int instance_run(const struct instance_opts *o, int *exit_code, slate_error_t *err)
 {
-	struct instance *in = instance_start(o, NULL, err);
+	struct attach at;
+	struct instance *in;
 	slate_error_t ignore = { 0 };
-	int r;
+	int pidfd, r;
 
-	if (in == NULL)
+	/* The command's stdio are pipes that slate relays (stdin too); the
+	 * image's processes get the instance's /dev/null as stdin. */
+	if (attach_init(&at, o->cmd != NULL, false, err) < 0)
 		return -1;
+	in = instance_start(o, at.cmd, err);
+	attach_close_cmd(&at);
+	if (in == NULL) {
+		attach_free(&at);
+		return -1;
+	}
 	forward_signals(in->pid);
-	r = wait_child(in->pid, exit_code, err);
+	pidfd = (int)syscall(SYS_pidfd_open, in->pid, 0);
+	r = pidfd < 0 ? slate_error_sys(err, errno, "pidfd_open") : attach_relay(&at, pidfd, err);
+	if (pidfd >= 0)
+		close(pidfd);
+	attach_free(&at);
+	if (r < 0)
+		kill(in->pid, SIGKILL);
+	if (wait_child(in->pid, exit_code, r == 0 ? err : &ignore) < 0)
+		r = -1;
 	if (instance_finish(in, r == 0 ? err : &ignore) < 0)
 		r = -1;
 	return r;

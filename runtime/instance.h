@@ -29,8 +29,10 @@ struct instance_opts {
 
 struct instance;
 
-/* Start an instance; stdio (may be NULL) gives its stdin, stdout, stderr
- * (-1 for slate's own). The caller reaps instance_pid() (SIGCHLD) and then
+/* Start an instance; stdio (may be NULL) gives its stdin, stdout, stderr:
+ * pipes the caller relays, never a host file or terminal; -1 (or NULL)
+ * for the instance's own /dev/null. The image's processes always get the
+ * instance's /dev/null as stdin. The caller reaps instance_pid() (SIGCHLD) and then
  * calls instance_finish, which removes the cgroup and frees everything. */
 struct instance *instance_start(const struct instance_opts *o, const int stdio[3], slate_error_t *err);
 pid_t instance_pid(const struct instance *in);
@@ -38,8 +40,9 @@ int instance_netns_fd(const struct instance *in);
 int instance_scratch_fd(const struct instance *in);
 int instance_finish(struct instance *in, slate_error_t *err);
 
-/* Run the instance to its end; *exit_code gets its exit status (128+N
- * for a signal N). Everything it used is gone when this returns. */
+/* Run the instance to its end, relaying slate's stdio to it through pipes
+ * (stdin only to a command); *exit_code gets its exit status (128+N for a
+ * signal N). Everything it used is gone when this returns. */
 int instance_run(const struct instance_opts *o, int *exit_code, slate_error_t *err);
 
 /* Resolve a user of the image (name or uid[:gid]) from its /etc/passwd,

@@ -1,12 +1,15 @@
 /* slate: user namespace and idmapped store (see userns.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/mount.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/capability.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -67,18 +70,104 @@ static int write_proc(pid_t pid, const char *file, const char *text, slate_error
 	return 0;
 }
 
-/* The helper only unshares and waits; the parent (real root) writes the
- * maps and keeps a reference to the namespace by fd. setgroups stays
- * allowed: the image's masters call initgroups() when they switch to
- * www-data, and the mapping holds no group the instance could drop to
- * gain access (every mapped gid is an unprivileged host gid). */
-static void userns_helper(int go, int ready)
+/* Tight per-namespace quotas, set inside the new namespace. The kernel
+ * charges each count to the user in the namespace and then, one level up,
+ * to the namespace's creator: these caps bound what one instance's users
+ * may take before the host-wide per-user limits of its host root even
+ * come into play. Instances never create namespaces (seccomp refuses
+ * unshare, setns and namespace flags to clone), so those caps are 0 too:
+ * a second wall. fanotify needs CAP_SYS_ADMIN in the host: 0. */
+static const struct {
+	const char *name;
+	int value;
+} ns_limits[] = {
+	{ "max_inotify_instances", SLATE_NS_INOTIFY_INSTANCES },
+	{ "max_inotify_watches", SLATE_NS_INOTIFY_WATCHES },
+	{ "max_fanotify_groups", 0 },
+	{ "max_fanotify_marks", 0 },
+	{ "max_user_namespaces", 0 },
+	{ "max_mnt_namespaces", 0 },
+	{ "max_pid_namespaces", 0 },
+	{ "max_net_namespaces", 0 },
+	{ "max_ipc_namespaces", 0 },
+	{ "max_uts_namespaces", 0 },
+	{ "max_cgroup_namespaces", 0 },
+	{ "max_time_namespaces", 0 },
+};
+
+/* In the helper, inside the new namespace (as its owner it holds
+ * CAP_SYS_RESOURCE there, which /proc/sys/user asks for; /proc/sys/user
+ * shows the writer's own namespace's values). A file the kernel lacks
+ * (no fanotify in this build) is skipped; any other failure stops. */
+static int set_ns_limits(void)
+{
+	for (size_t i = 0; i < sizeof(ns_limits) / sizeof(ns_limits[0]); i++) {
+		char path[64], text[16];
+		int fd, n;
+
+		snprintf(path, sizeof(path), "/proc/sys/user/%s", ns_limits[i].name);
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0 && errno == ENOENT)
+			continue;
+		if (fd < 0)
+			return -1;
+		n = snprintf(text, sizeof(text), "%d\n", ns_limits[i].value);
+		if (write(fd, text, (size_t)n) != n) {
+			close(fd);
+			return -1;
+		}
+		close(fd);
+	}
+	return 0;
+}
+
+/* Only CAP_SYS_ADMIN, effective, as the uid set by setresuid (keepcaps):
+ * so that the unshare is a privileged one where a host restricts user
+ * namespaces to privileged creators (Debian's
+ * kernel.unprivileged_userns_clone=0), while the namespace's owner is
+ * still the helper's euid. */
+static int keep_sys_admin(void)
+{
+	static const cap_value_t admin[] = { CAP_SYS_ADMIN };
+	cap_t caps = cap_init();
+	int r = -1;
+
+	if (caps && cap_set_flag(caps, CAP_PERMITTED, 1, admin, CAP_SET) == 0 &&
+	    cap_set_flag(caps, CAP_EFFECTIVE, 1, admin, CAP_SET) == 0)
+		r = cap_set_proc(caps);
+	cap_free(caps);
+	return r;
+}
+
+/* The helper becomes the instance's host root (the map's base uid and
+ * gid, no supplementary group) before it unshares, so that the kernel's
+ * per-user counts of everything in the namespace (inotify, fanotify,
+ * namespaces, and the rlimit counts of processes, message queues, pending
+ * signals and locked memory) are charged to those host ids, never to host
+ * root: an instance that exhausts a quota exhausts only its own ids'.
+ * (The namespace also takes the helper's rlimits as the ceilings of those
+ * counts: slate's own, RLIMIT_NPROC included, which the kernel did not
+ * enforce for host root; the pids cgroup is the limit that counts.) It
+ * keeps only CAP_SYS_ADMIN for the unshare (see keep_sys_admin); the
+ * helper is slate's, outside every instance, and only unshares, sets the
+ * limits and waits. The parent (real root) writes the maps and keeps a
+ * reference to the namespace by fd. setgroups stays allowed: the image's
+ * masters call initgroups() when they switch to www-data, and the mapping
+ * holds no group the instance could drop to gain access (every mapped gid
+ * is an unprivileged host gid). The ready byte is 'r', or an errno on
+ * failure. */
+static void userns_helper(const struct slate_idmap *map, int go, int ready)
 {
 	char c = 0;
+	int e = 0;
 
-	if (unshare(CLONE_NEWUSER) < 0)
-		_exit(1);
-	if (write(ready, "r", 1) != 1)
+	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || setgroups(0, NULL) < 0 ||
+	    setresgid(map->gid_base, map->gid_base, map->gid_base) < 0 ||
+	    setresuid(map->uid_base, map->uid_base, map->uid_base) < 0 || keep_sys_admin() < 0 ||
+	    geteuid() != map->uid_base || unshare(CLONE_NEWUSER) < 0 || set_ns_limits() < 0)
+		e = errno ? errno : EPERM;
+	c = e ? (char)(e > 0 && e < 127 ? e : EPERM) : 'r';
+	if (write(ready, &c, 1) != 1 || e)
 		_exit(1);
 	(void)!read(go, &c, 1);
 	_exit(0);
@@ -103,12 +192,14 @@ int slate_userns_create(const struct slate_idmap *map, slate_error_t *err)
 	if (pid == 0) {
 		close(go[1]);
 		close(ready[0]);
-		userns_helper(go[0], ready[1]);
+		userns_helper(map, go[0], ready[1]);
 	}
 	close(ready[1]);
 	ready[1] = -1;
-	if (read(ready[0], &c, 1) != 1) {
-		slate_error_fail(err, "cannot create a user namespace (user namespaces disabled?)");
+	if (read(ready[0], &c, 1) != 1 || c != 'r') {
+		slate_error_sys(err, c != 'r' && c > 0 ? c : EPERM,
+				"create a user namespace owned by host uid %u (user namespaces disabled?)",
+				map->uid_base);
 		goto out;
 	}
 	snprintf(text, sizeof(text), "0 %u %u\n", map->uid_base, map->count);

@@ -5,7 +5,10 @@
  * /etc/subuid and /etc/subgid when it has one of at least 65536 ids).
  * The namespace is made first, by a short-lived helper process, so that
  * the store copy can be mounted idmapped to it (files owned by host root
- * appear owned by the instance's root) before the instance joins it. */
+ * appear owned by the instance's root) before the instance joins it.
+ * The helper runs as the instance's host root (the map's base ids), so
+ * that the kernel charges the namespace's per-user quotas to those ids and
+ * not to host root, and it caps them inside (SLATE_NS_*). */
 #ifndef SLATE_RUNTIME_USERNS_H
 #define SLATE_RUNTIME_USERNS_H
 
@@ -16,6 +19,11 @@
 
 #define SLATE_UID_BASE 1879048192u /* 0x70000000: high, below 2^31 (tools that print uids as int) */
 #define SLATE_ID_COUNT 65536u
+/* Per user of an instance (/proc/sys/user in its namespace). inotify: PHP
+ * and nginx use none; a few for tools. Watches cost kernel memory (about
+ * 1 KiB each). */
+#define SLATE_NS_INOTIFY_INSTANCES 16
+#define SLATE_NS_INOTIFY_WATCHES 8192
 
 struct slate_idmap {
 	uint32_t uid_base, gid_base, count;

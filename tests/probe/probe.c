@@ -27,6 +27,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1196,6 +1197,277 @@ static int cmd_kill_self(int argc, char **argv)
 	return EXIT_PROBE_FAILED;
 }
 
+/* ---- host resources: kernel quotas, fds of other processes ---- */
+
+/* Creates inotify instances until N or a failure, then holds them for
+ * SECONDS so that the host can look at its own quota meanwhile. */
+static int cmd_inotify(int argc, char **argv)
+{
+	long n, secs, made = 0;
+	int err = 0;
+
+	if (argc != 3 || (n = parse_num(argv[1], 1000)) < 0 || (secs = parse_num(argv[2], 600)) < 0)
+		return EXIT_USAGE;
+	for (; made < n; made++) {
+		if (syscall(SYS_inotify_init1, O_CLOEXEC) < 0) {
+			err = errno;
+			break;
+		}
+	}
+	printf("inotify %ld\n", made);
+	printf("inotify_error %s\n", err ? errname(err) : "none");
+	printf("holding %ld\n", secs);
+	fflush(stdout);
+	for (unsigned left = (unsigned)secs; left;)
+		left = sleep(left);
+	return 0;
+}
+
+/* io_setup(1) for real (the host-wide fs.aio-nr quota is what a filter
+ * must protect); destroyed at once if it was allowed. */
+static int cmd_aio(int argc, char **argv)
+{
+	unsigned long ctx = 0;
+
+	(void)argv;
+	if (argc != 1)
+		return EXIT_USAGE;
+	if (syscall(SYS_io_setup, 1, &ctx) < 0) {
+		printf("io_setup %s\n", errname(errno));
+		return 0;
+	}
+	syscall(SYS_io_destroy, ctx);
+	puts("io_setup OK");
+	return 0;
+}
+
+static bool exists(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return access(path, F_OK) == 0;
+}
+
+/* Waits (bounded) until DIR/NAME exists. */
+static bool wait_file(const char *dir, const char *name, long secs)
+{
+	for (long i = 0; i < secs * 10; i++) {
+		if (exists(dir, name))
+			return true;
+		usleep(100000);
+	}
+	return false;
+}
+
+static void put_file(const char *dir, const char *name, const char *text)
+{
+	char path[PATH_MAX], tmp[PATH_MAX];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
+	f = fopen(tmp, "we");
+	if (!f)
+		return;
+	fputs(text, f);
+	if (fclose(f) == 0)
+		rename(tmp, path);
+}
+
+/* The victim: writes its pid to DIR/victim, holds /dev/tty if it can open
+ * it (its session's controlling terminal), waits until the grabber says
+ * DIR/grabbed, exits 0. */
+static int cmd_victim(int argc, char **argv)
+{
+	char pid[32];
+	long secs;
+	int tty;
+
+	if (argc != 3 || (secs = parse_num(argv[2], 600)) < 0)
+		return EXIT_USAGE;
+	tty = open("/dev/tty", O_RDWR | O_NOCTTY);
+	printf("victim_tty %s\n", tty >= 0 ? "OK" : errname(errno));
+	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	put_file(argv[1], "victim", pid);
+	puts(wait_file(argv[1], "grabbed", secs) ? "victim done" : "victim timeout");
+	return 0;
+}
+
+#define MAX_GRAB 16
+
+struct grabbed {
+	int fd[MAX_GRAB], from[MAX_GRAB];
+	int n;
+};
+
+/* Takes every fd of PID, twice: pidfd_getfd, and an open of
+ * /proc/PID/fd/N (read-write, else write-only, else read-only). */
+static void grab_all(pid_t pid, struct grabbed *g, FILE *rep)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	char path[64], target[256];
+
+	if (pidfd < 0)
+		fprintf(rep, "pidfd_open %s\n", errname(errno));
+	for (int n = 0; n < 8 && g->n + 2 <= MAX_GRAB; n++) {
+		ssize_t len;
+		int fd;
+
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, n);
+		len = readlink(path, target, sizeof(target) - 1);
+		if (len < 0)
+			continue;
+		target[len] = '\0';
+		fd = pidfd >= 0 ? (int)syscall(SYS_pidfd_getfd, pidfd, n, 0) : -1;
+		fprintf(rep, "getfd %d %s %s\n", n, fd >= 0 ? "OK" : errname(errno), target);
+		if (fd >= 0) {
+			g->fd[g->n] = fd;
+			g->from[g->n++] = n;
+		}
+		fd = open(path, O_RDWR | O_NOCTTY);
+		if (fd < 0)
+			fd = open(path, O_WRONLY | O_NOCTTY);
+		if (fd < 0)
+			fd = open(path, O_RDONLY | O_NOCTTY);
+		fprintf(rep, "reopen %d %s\n", n, fd >= 0 ? "OK" : errname(errno));
+		if (fd >= 0) {
+			g->fd[g->n] = fd;
+			g->from[g->n++] = n;
+		}
+	}
+}
+
+/* After DIR/go: writes the marker to every grabbed fd and reads each for
+ * a moment: what reaches the operator, and what the operator typed. */
+static void use_all(const struct grabbed *g, const char *marker, FILE *rep)
+{
+	for (int i = 0; i < g->n; i++) {
+		char buf[256];
+		struct pollfd p = { g->fd[i], POLLIN, 0 };
+		ssize_t w = write(g->fd[i], marker, strlen(marker));
+		fprintf(rep, "write %d %s\n", g->from[i], w >= 0 ? "OK" : errname(errno));
+		int r = poll(&p, 1, 1500);
+		if (r <= 0 || !(p.revents & (POLLIN | POLLHUP))) {
+			fprintf(rep, "read %d none\n", g->from[i]);
+			continue;
+		}
+		ssize_t n = read(g->fd[i], buf, sizeof(buf) - 1);
+		if (n > 0) {
+			buf[n] = '\0';
+			for (ssize_t k = 0; k < n; k++)
+				if (buf[k] < 0x20 || buf[k] > 0x7e)
+					buf[k] = '.';
+			fprintf(rep, "read %d DATA %s\n", g->from[i], buf);
+		} else {
+			fprintf(rep, "read %d %s\n", g->from[i], n == 0 ? "EOF" : errname(errno));
+		}
+	}
+}
+
+/* The grabber: detaches (new session, stdio on /dev/null, the parent
+ * prints its pid and exits), waits for DIR/victim, takes the victim's fds
+ * (report in DIR/report, DIR is made first), says DIR/grabbed, waits for DIR/go (the test
+ * makes it once the victim's command returned), uses the fds, says done.
+ * Everything bounded by SECONDS. */
+static int cmd_grabber(int argc, char **argv)
+{
+	struct grabbed g = { .n = 0 };
+	char path[PATH_MAX], *pid_text;
+	long secs;
+	size_t len = 0;
+	FILE *rep, *f;
+	pid_t pid;
+	int null;
+
+	if (argc != 4 || (secs = parse_num(argv[2], 600)) < 0)
+		return EXIT_USAGE;
+	if (mkdir(argv[1], 0755) < 0) {
+		printf("grabber_error %s\n", errname(errno));
+		return EXIT_PROBE_FAILED;
+	}
+	pid = fork();
+	if (pid < 0)
+		return EXIT_PROBE_FAILED;
+	if (pid > 0) {
+		printf("grabber %d\n", (int)pid);
+		return 0;
+	}
+	null = open("/dev/null", O_RDWR);
+	if (setsid() < 0 || null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
+		_exit(1);
+	signal(SIGPIPE, SIG_IGN);
+	alarm((unsigned)secs + 5);
+	snprintf(path, sizeof(path), "%s/report", argv[1]);
+	rep = fopen(path, "we");
+	if (!rep)
+		_exit(1);
+	setvbuf(rep, NULL, _IOLBF, 0);
+	snprintf(path, sizeof(path), "%s/victim", argv[1]);
+	if (!wait_file(argv[1], "victim", secs) || !(f = fopen(path, "re"))) {
+		fputs("grab timeout\ndone\n", rep);
+		_exit(0);
+	}
+	pid_text = NULL;
+	if (getline(&pid_text, &len, f) < 0)
+		_exit(1);
+	fclose(f);
+	grab_all((pid_t)atoi(pid_text), &g, rep);
+	put_file(argv[1], "grabbed", "");
+	if (!wait_file(argv[1], "go", secs)) {
+		fputs("go timeout\ndone\n", rep);
+		_exit(0);
+	}
+	use_all(&g, argv[3], rep);
+	fputs("done\n", rep);
+	_exit(0);
+}
+
+static void print_winsize(void)
+{
+	struct winsize ws;
+
+	if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) < 0)
+		printf("winsize %s\n", errname(errno));
+	else
+		printf("winsize %u %u\n", ws.ws_row, ws.ws_col);
+}
+
+/* On a terminal: `winsize ROWS COLS`, `ready`, then one line read from
+ * stdin (`got LINE`, or `got EOF`), then waits up to SECONDS for a
+ * SIGWINCH and prints the window size again (or `winch timeout`). Exits 3,
+ * so that the test sees the status pass through. */
+static int cmd_tty_echo(int argc, char **argv)
+{
+	struct timespec ts = { 0, 0 };
+	char line[256];
+	sigset_t set;
+	long secs;
+
+	if (argc != 2 || (secs = parse_num(argv[1], 600)) < 0)
+		return EXIT_USAGE;
+	ts.tv_sec = secs;
+	sigemptyset(&set);
+	sigaddset(&set, SIGWINCH);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	print_winsize();
+	puts("ready");
+	fflush(stdout);
+	if (!fgets(line, sizeof(line), stdin)) {
+		puts("got EOF");
+	} else {
+		line[strcspn(line, "\r\n")] = '\0';
+		printf("got %s\n", line);
+	}
+	fflush(stdout);
+	if (sigtimedwait(&set, NULL, &ts) == SIGWINCH)
+		print_winsize();
+	else
+		puts("winch timeout");
+	fflush(stdout);
+	return 3;
+}
+
 /* ---- dispatch ---- */
 
 struct command {
@@ -1229,6 +1501,11 @@ static const struct command commands[] = {
 	{ "kill-self", cmd_kill_self, "SIGNAL" },
 	{ "id", cmd_id, "" },
 	{ "syscall-loop", cmd_syscall_loop, "N" },
+	{ "inotify", cmd_inotify, "N SECONDS" },
+	{ "aio", cmd_aio, "" },
+	{ "victim", cmd_victim, "DIR SECONDS" },
+	{ "grabber", cmd_grabber, "DIR SECONDS MARKER" },
+	{ "tty-echo", cmd_tty_echo, "SECONDS" },
 };
 
 static void usage(void)
