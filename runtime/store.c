@@ -607,8 +607,13 @@ static int install(const char *root, const char *tmp, const struct slate_stored 
 		return slate_error_sys(err, errno, "move `%s` to `%s`", tmp, s->dir);
 	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, s->dir, RENAME_EXCHANGE) < 0)
 		return slate_error_sys(err, errno, "exchange `%s` and `%s`", tmp, s->dir);
-	aside = xasprintf("%s/store/.drifted-%s-%d-%lld", root, s->id, (int)getpid(), (long long)time(NULL));
-	if (rename(tmp, aside) < 0)
+	for (int i = 0;; i++) {
+		free(aside);
+		aside = xasprintf("%s/store/.drifted-%s-%lld-%d", root, s->id, (long long)time(NULL), i);
+		if (rename(tmp, aside) == 0 || (errno != EEXIST && errno != ENOTEMPTY) || i >= 1000)
+			break;
+	}
+	if (access(tmp, F_OK) == 0)
 		fprintf(stderr, "slate: move `%s` aside: %s\n", tmp, strerror(errno));
 	fprintf(stderr, "slate: bundle %.12s unpacked afresh from `%s`; the old copy is kept as `%s`\n", s->id,
 		bundle_path, aside);
