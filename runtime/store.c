@@ -12,7 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "slate/path.h"
 #include "slate/unpack.h"
 #include "store.h"
 
