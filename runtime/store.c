@@ -157,20 +157,30 @@ struct sealer {
 	slate_error_t *err;
 };
 
+#define SEAL_FIELDS 10
+
+static void stat_record(const struct stat *st, uint64_t rec[SEAL_FIELDS])
+{
+	uint64_t r[SEAL_FIELDS] = { st->st_ino,
+				    st->st_mode,
+				    st->st_uid,
+				    st->st_gid,
+				    st->st_nlink,
+				    (uint64_t)st->st_size,
+				    (uint64_t)st->st_ctim.tv_sec,
+				    (uint64_t)st->st_ctim.tv_nsec,
+				    (uint64_t)st->st_mtim.tv_sec,
+				    (uint64_t)st->st_mtim.tv_nsec };
+
+	memcpy(rec, r, sizeof(r));
+}
+
 static void seal_record(struct sealer *s, const char *path, const struct stat *st)
 {
-	uint64_t rec[] = { st->st_ino,
-			   st->st_mode,
-			   st->st_uid,
-			   st->st_gid,
-			   st->st_nlink,
-			   (uint64_t)st->st_size,
-			   (uint64_t)st->st_ctim.tv_sec,
-			   (uint64_t)st->st_ctim.tv_nsec,
-			   (uint64_t)st->st_mtim.tv_sec,
-			   (uint64_t)st->st_mtim.tv_nsec };
+	uint64_t rec[SEAL_FIELDS];
 	size_t n = strlen(path) + 1;
 
+	stat_record(st, rec);
 	while (s->len + n + sizeof(rec) > s->cap) {
 		s->cap = s->cap ? 2 * s->cap : 65536;
 		s->buf = xrealloc(s->buf, s->cap);
@@ -282,30 +292,48 @@ static int drifted(const char *id, slate_error_t *err)
 		id);
 }
 
+/* Re-stat every entry the seal lists, in its order (a directory before
+ * what it holds), and compare. No listing is needed to see an entry added
+ * or removed: that moves its directory's mtime and ctime. */
+static bool seal_matches(int dirfd, const char *buf, size_t len)
+{
+	uint64_t rec[SEAL_FIELDS];
+	struct stat st;
+	size_t off = 0;
+
+	while (off < len) {
+		const char *path = buf + off, *nul = memchr(path, '\0', len - off);
+		if (nul == NULL || (size_t)(nul + 1 - buf) + sizeof(rec) > len)
+			return false;
+		if (fstatat(dirfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return false;
+		stat_record(&st, rec);
+		if (memcmp(nul + 1, rec, sizeof(rec)) != 0)
+			return false;
+		off = (size_t)(nul + 1 - buf) + sizeof(rec);
+	}
+	return len > 0;
+}
+
 /* 0: the copy's seal holds; a refusal when it drifted, or has no seal
  * (errnum ENOENT: stored before seals existed, see seal_first). */
 static int seal_check(const char *id, const char *dir, slate_error_t *err)
 {
-	cleanup_free char *path = xasprintf("%s/seal", dir), *want = NULL, *got = NULL;
+	cleanup_free char *path = xasprintf("%s/seal", dir), *want = NULL;
+	cleanup_close int dirfd = -1;
 	slate_error_t e = { 0 };
-	size_t want_len = 0, got_len = 0;
+	size_t len = 0;
 
-	want = slate_read_file(path, (size_t)1 << 30, &want_len, &e);
+	want = slate_read_file(path, (size_t)1 << 30, &len, &e);
 	if (want == NULL && e.errnum == ENOENT)
 		return slate_error_set(err, SLATE_EXIT_REFUSED, ENOENT, "the store copy of bundle %.12s has no seal",
 				       id);
 	if (want == NULL)
 		return *err = e, -1;
-	got = seal_compute(dir, &got_len, &e);
-	if (got == NULL) {
-		/* A part of the copy gone or replaced by something else is drift too. */
-		if (e.errnum == ENOENT || e.errnum == ENOTDIR || e.errnum == ELOOP)
-			return drifted(id, err);
-		return *err = e, -1;
-	}
-	if (want_len != got_len || memcmp(want, got, got_len) != 0)
-		return drifted(id, err);
-	return 0;
+	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dirfd < 0)
+		return slate_error_sys(err, errno, "open `%s`", dir);
+	return seal_matches(dirfd, want, len) ? 0 : drifted(id, err);
 }
 
 /* A copy stored before seals existed: re-hashed once against its
