@@ -895,6 +895,22 @@ static bool abandoned(const char *store, const char *name)
 	return free_;
 }
 
+/* An id lock that no one holds (left by an older slate, which kept them):
+ * removed under the lock, as its holders do. */
+static void remove_free_lock(const char *store, const char *name)
+{
+	size_t n = strlen(name);
+	cleanup_free char *path = xasprintf("%s/%s", store, name);
+	cleanup_free char *id = xstrndup(name, n > 5 ? n - 5 : 0);
+	cleanup_close int fd = -1;
+
+	if (n != SLATE_SHA256_HEX - 1 + 5 || strcmp(name + n - 5, ".lock") != 0 || !is_id(id))
+		return;
+	fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0 && same_object(fd, path))
+		(void)unlink(path);
+}
+
 /* A copy stored by an older slate has no seal: re-hash it and seal it. */
 static void seal_old(const char *root, const char *store, const char *name)
 {
@@ -918,6 +934,7 @@ int slate_store_clean_stale(const char *root, slate_error_t *err)
 	for (size_t i = 0; r == 0 && i < names.n; i++) {
 		if (is_id(names.v[i]))
 			seal_old(root, store, names.v[i]);
+		remove_free_lock(store, names.v[i]);
 		if (!abandoned(store, names.v[i]))
 			continue;
 		cleanup_free char *path = xasprintf("%s/%s", store, names.v[i]);

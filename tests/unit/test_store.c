@@ -288,6 +288,39 @@ static void test_repair(void **state)
 	check_copy(f, "");
 }
 
+/* A copy stored by an older slate (no seal, a lock file left): the next
+ * command's clean-up re-hashes and seals it, and removes the free lock; a
+ * drifted one is sealed as drifted. slate_store_load refuses an unsealed
+ * copy (slate-monitor cannot re-hash). */
+static void test_copy_without_a_seal(void **state)
+{
+	struct fixture *f = *state;
+	struct slate_stored s = { 0 };
+	slate_error_t err = { 0 };
+	cleanup_free char *seal = store_path(f, "/seal"), *lock = store_path(f, ".lock");
+	cleanup_free char *hosts = store_path(f, "/root/etc/hosts");
+
+	add_ok(f, f->bundle, &s);
+	slate_stored_free(&s);
+	assert_int_equal(unlink(seal), 0);
+	write_text(lock, "");
+	assert_int_equal(slate_store_load(f->root, f->id, &s, &err), -1);
+	assert_refused(&err, "has no seal");
+	slate_stored_free(&s);
+	assert_int_equal(slate_store_clean_stale(f->root, &err), 0);
+	assert_int_equal(access(lock, F_OK), -1);
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(slate_store_load(f->root, f->id, &s, &err), 0);
+	slate_stored_free(&s);
+
+	assert_int_equal(unlink(seal), 0);
+	write_text(hosts, "10.0.0.1 localhost\n");
+	assert_int_equal(slate_store_clean_stale(f->root, &err), 0);
+	cleanup_free char *text = read_text(seal);
+	assert_string_equal(text, "drifted\n");
+	assert_drifted(f);
+}
+
 static int n_removed_seen, n_in_use_seen;
 
 static void on_removed(const char *name)
@@ -345,6 +378,7 @@ int main(void)
 		fixture_test(test_metadata_and_content_changes),
 		fixture_test(test_repair),
 		fixture_test(test_gc_skips_pinned),
+		fixture_test(test_copy_without_a_seal),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
