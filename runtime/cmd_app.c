@@ -1,6 +1,5 @@
 /* slate ps, status, releases, logs, stop, start, rm, port, connect, audit,
  * gc: everyday app commands. Listing commands take --json. */
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -461,7 +460,7 @@ static const char rm_usage[] = "slate [--root DIR] rm APP";
 static const char rm_help[] =
 	"usage: slate [--root DIR] rm APP\n\n"
 	"Stop the app and remove its state, releases and logs (stored bundles stay\n"
-	"until `slate gc`).\n";
+	"until `slate gc`). A command on the app in progress (a deploy) finishes first.\n";
 
 int cmd_rm(struct slate_ctx *ctx, int argc, char **argv)
 {
@@ -469,22 +468,33 @@ int cmd_rm(struct slate_ctx *ctx, int argc, char **argv)
 	bool j = false;
 	slate_error_t err = { 0 };
 	struct app_paths p;
-	int r = one_app(argc, argv, "rm", rm_usage, rm_help, &j, &app);
+	int lock = -1, r = one_app(argc, argv, "rm", rm_usage, rm_help, &j, &app);
 
 	if (r >= 0)
 		return r;
 	if (require_app(ctx, app, &err) < 0)
 		return report(&err);
+	/* Under the app's lock: a deploy in progress finishes first (and a
+	 * deploy waiting for the lock finds no app afterwards). */
+	app_paths(ctx, app, &p);
+	lock = app_lock(ctx, &p, &err);
+	if (lock < 0 || require_app(ctx, app, &err) < 0) {
+		r = report(&err);
+		goto out;
+	}
 	if (monitor_alive(ctx, app))
 		stop_monitor(ctx, app, &err);
 	if (monitor_alive(ctx, app)) {
 		slate_error_fail(&err, "the monitor of `%s` did not stop", app);
-		return report(&err);
+		r = report(&err);
+		goto out;
 	}
-	app_paths(ctx, app, &p);
 	r = slate_remove_tree(p.dir, &err) < 0 || slate_remove_tree(p.run, &err) < 0 ? report(&err) : 0;
-	app_paths_free(&p);
 	audit_log(ctx, "rm", app, 0, NULL, r == 0 ? "ok" : err.msg);
+out:
+	if (lock >= 0)
+		close(lock);
+	app_paths_free(&p);
 	return r;
 }
 
@@ -638,7 +648,9 @@ static const char gc_usage[] = "slate [--root DIR] gc [--keep N]";
 static const char gc_help[] =
 	"usage: slate [--root DIR] gc [--keep N]\n\n"
 	"Remove stored bundles that no release among the last N (default 5) of any app\n"
-	"uses; the current release of every app and what its monitor serves are kept.\n";
+	"uses; the current release of every app and what its monitor serves are kept,\n"
+	"and so is any bundle in use (an instance, `slate run`, a deploy in progress).\n"
+	"Store copies found drifted (kept aside as evidence) go once no instance uses them.\n";
 
 static void keep_app(const struct slate_ctx *ctx, const char *app, uint64_t keep, struct slate_strv *ids)
 {
@@ -664,6 +676,16 @@ static void keep_app(const struct slate_ctx *ctx, const char *app, uint64_t keep
 	app_paths_free(&p);
 }
 
+static void gc_removed(const char *name)
+{
+	printf("removed %s\n", name);
+}
+
+static void gc_in_use(const char *name)
+{
+	printf("in use, kept %s\n", name);
+}
+
 int cmd_gc(struct slate_ctx *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = { { "keep", required_argument, NULL, 'k' },
@@ -671,11 +693,8 @@ int cmd_gc(struct slate_ctx *ctx, int argc, char **argv)
 					      { NULL, 0, NULL, 0 } };
 	struct slate_strv apps = { 0 }, keep = { 0 };
 	slate_error_t err = { 0 };
-	cleanup_free char *store = xasprintf("%s/store", ctx->root);
 	uint64_t n = 5;
-	DIR *d;
-	struct dirent *de;
-	int c, removed = 0;
+	int c, removed = 0, r;
 
 	optind = 0; /* 0: glibc reinitialises its state (main parsed with "+") */
 	opterr = 0;
@@ -691,23 +710,12 @@ int cmd_gc(struct slate_ctx *ctx, int argc, char **argv)
 		return report(&err);
 	for (size_t i = 0; i < apps.n; i++)
 		keep_app(ctx, apps.v[i], n, &keep);
-	d = opendir(store);
-	while (d && (de = readdir(d)) != NULL) {
-		if (strlen(de->d_name) != SLATE_SHA256_HEX - 1 || slate_strv_contains(&keep, de->d_name))
-			continue;
-		cleanup_free char *path = xasprintf("%s/%s", store, de->d_name);
-		if (slate_remove_tree(path, &err) == 0) {
-			cleanup_free char *lock = xasprintf("%s.lock", path);
-			(void)unlink(lock);
-			printf("removed %s\n", de->d_name);
-			removed++;
-		}
-	}
-	if (d)
-		closedir(d);
-	cleanup_free char *result = xasprintf("removed %d", removed);
+	/* The store skips whatever an instance or a deploy pins. */
+	r = slate_store_gc(ctx->root, &keep, gc_removed, gc_in_use, &removed, &err);
+	cleanup_free char *result =
+		r < 0 ? xasprintf("removed %d, then: %s", removed, err.msg) : xasprintf("removed %d", removed);
 	audit_log(ctx, "gc", NULL, 0, NULL, result);
 	slate_strv_free(&apps);
 	slate_strv_free(&keep);
-	return 0;
+	return r < 0 ? report(&err) : 0;
 }

@@ -221,17 +221,24 @@ static int record_release(const struct app_paths *p, json_t *releases, json_int_
 	return app_save(p->releases_json, releases, err);
 }
 
-static int downgrade_check(json_t *releases, const struct slate_stored *s, bool allow, slate_error_t *err)
+struct downgrade {
+	json_t *releases;
+	bool allow;
+};
+
+/* Called by the store on the verified head, before anything is unpacked. */
+static int downgrade_check(void *ctx, const struct slate_manifest *m, slate_error_t *err)
 {
-	json_t *cur = app_current_release(releases);
+	const struct downgrade *d = ctx;
+	json_t *cur = app_current_release(d->releases);
 	json_int_t seq = json_integer_value(json_object_get(cur, "sequence"));
 
-	if (cur == NULL || allow || s->m.sequence >= seq)
+	if (cur == NULL || d->allow || m->sequence >= seq)
 		return 0;
 	return slate_error_refuse(err,
 				  "bundle sequence %lld is lower than the current release's %lld: refusing a "
 				  "downgrade (a replayed old bundle?); use `slate rollback`, or --allow-downgrade",
-				  (long long)s->m.sequence, (long long)seq);
+				  (long long)m->sequence, (long long)seq);
 }
 
 /* The common path of deploy, redeploy and rollback, under the app lock. */
@@ -253,9 +260,9 @@ static int do_deploy(const struct slate_ctx *ctx, struct deploy_opts *o, const c
 		goto out;
 	cur = app_current_release(releases);
 	if (strcmp(kind, "deploy") == 0) {
+		struct downgrade d = { .releases = releases, .allow = o->allow_downgrade };
 		if (keys_finish(&o->kr, o->keys_given, err) < 0 ||
-		    slate_store_add(ctx->root, o->bundle, &o->kr, &s, err) < 0 ||
-		    downgrade_check(releases, &s, o->allow_downgrade, err) < 0)
+		    slate_store_add(ctx->root, o->bundle, &o->kr, downgrade_check, &d, &s, err) < 0)
 			goto out;
 		*number = (json_int_t)json_array_size(json_object_get(releases, "releases")) + 1;
 	} else {
@@ -266,7 +273,8 @@ static int do_deploy(const struct slate_ctx *ctx, struct deploy_opts *o, const c
 			goto out;
 		}
 		if (slate_store_load(ctx->root, json_string_value(json_object_get(target, "bundle")), &s, err) < 0) {
-			slate_error_wrap(err, "the bundle of that release was garbage collected");
+			if (err->kind != SLATE_EXIT_REFUSED) /* a refusal: the copy drifted */
+				slate_error_wrap(err, "the bundle of that release was garbage collected");
 			err->kind = SLATE_EXIT_REFUSED;
 			goto out;
 		}

@@ -4,17 +4,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "app.h"
 #include "control.h"
 #include "diff.h"
-#include "slate/hash.h"
 #include "store.h"
 
 static const char diff_usage[] = "slate [--root DIR] diff [--json] [--save FILE.tar] APP";
@@ -114,108 +111,135 @@ out:
 
 /* ---- verify ---- */
 
-static const char verify_usage[] = "slate [--root DIR] verify [--json] APP";
+static const char verify_usage[] =
+	"slate [--root DIR] verify [--json] APP | verify --repair [--key PUB | --keys DIR] APP BUNDLE";
 static const char verify_help[] =
-	"usage: slate [--root DIR] verify [--json] APP\n\n"
+	"usage: slate [--root DIR] verify [--json] APP\n"
+	"       slate [--root DIR] verify --repair [--key PUB | --keys DIR] [--json] APP BUNDLE\n\n"
 	"Re-hash the app's lower layer (the store copy its instance runs from) against\n"
-	"the signed manifest and report any drift: a missing, changed or unexpected\n"
-	"entry. Exit 0 when it matches, 1 when it drifted.\n";
+	"the signed manifest and report any drift: a missing, changed or added entry.\n"
+	"Exit 0 when it matches, 1 when it drifted. A drifted copy is never used again:\n"
+	"redeploy and start refuse it; deploy and run of the bundle file unpack it afresh.\n\n"
+	"  --repair BUNDLE  unpack BUNDLE (which must verify, and be the app's current\n"
+	"                   bundle) afresh as the store copy, then verify it; the old copy\n"
+	"                   is kept aside until `slate gc`. A running instance keeps its\n"
+	"                   copy until the next redeploy.\n"
+	"  --key PUB, --keys DIR  trusted keys for --repair (default /etc/slate/keys/*.pub)\n";
 
-static void drift(json_t *list, const char *path, const char *what)
+struct verify_opts {
+	struct slate_keyring kr;
+	bool keys_given, repair, as_json;
+	const char *app, *bundle;
+};
+
+static void drift(void *ctx, const char *path, const char *what)
 {
-	json_array_append_new(list, json_pack("{s:s,s:s}", "path", path, "problem", what));
+	json_array_append_new(ctx, json_pack("{s:s,s:s}", "path", path, "problem", what));
 }
 
-/* One entry of the store copy against its manifest entry, never following
- * a link out of the tree. */
-static void check_entry(int rootfd, const struct slate_entry *e, json_t *list)
+/* 1: --help; 0: parsed; -1: usage error (err). */
+static int verify_args(int argc, char **argv, struct verify_opts *o, slate_error_t *err)
 {
-	struct open_how how = { .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
-				.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
-	unsigned char digest[SLATE_SHA256_LEN];
-	unsigned long long size = 0;
-	slate_error_t err = { 0 };
-	struct stat st;
-	char target[4096];
-	int fd;
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },      { "repair", no_argument, NULL, 'r' },
+		{ "key", required_argument, NULL, 'k' }, { "keys", required_argument, NULL, 'K' },
+		{ "help", no_argument, NULL, 'h' },      { NULL, 0, NULL, 0 }
+	};
+	int c;
 
-	if (fstatat(rootfd, e->path, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return drift(list, e->path, "missing");
-	if ((e->type == SLATE_ENTRY_DIR && !S_ISDIR(st.st_mode)) ||
-	    (e->type == SLATE_ENTRY_FILE && !S_ISREG(st.st_mode)) ||
-	    (e->type == SLATE_ENTRY_SYMLINK && !S_ISLNK(st.st_mode)))
-		return drift(list, e->path, "type changed");
-	if (e->type != SLATE_ENTRY_SYMLINK && (st.st_mode & 07777) != e->mode)
-		return drift(list, e->path, "mode changed");
-	if (e->type == SLATE_ENTRY_SYMLINK) {
-		ssize_t n = readlinkat(rootfd, e->path, target, sizeof(target) - 1);
-		if (n < 0 || (target[n] = '\0', strcmp(target, e->target) != 0))
-			drift(list, e->path, "link target changed");
+	optind = 0; /* 0: glibc reinitialises its state (main parsed with "+") */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h': return 1;
+		case 'j': o->as_json = true; break;
+		case 'r': o->repair = true; break;
+		case 'k':
+			o->keys_given = true;
+			if (slate_keyring_add_file(&o->kr, optarg, err) < 0)
+				return -1;
+			break;
+		case 'K':
+			o->keys_given = true;
+			if (slate_keyring_add_dir(&o->kr, optarg, err) < 0)
+				return -1;
+			break;
+		default: return slate_error_usage(err, "verify: bad option `%s`", argv[optind - 1]);
+		}
+	}
+	if (argc - optind != (o->repair ? 2 : 1) || (o->keys_given && !o->repair))
+		return slate_error_usage(err,
+					 o->repair ? "verify --repair: needs APP and BUNDLE" : "verify: needs APP");
+	o->app = argv[optind];
+	o->bundle = o->repair ? argv[optind + 1] : NULL;
+	return app_check_name(o->app, err);
+}
+
+static void verify_print(const struct verify_opts *o, const char *id, size_t n_entries, json_t *list)
+{
+	size_t i;
+	json_t *v;
+
+	if (o->as_json) {
+		print_json(json_pack("{s:s,s:s,s:O,s:b}", "app", o->app, "bundle", id, "drift", list, "ok",
+				     json_array_size(list) == 0));
 		return;
 	}
-	if (e->type != SLATE_ENTRY_FILE)
-		return;
-	how.flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC;
-	fd = (int)syscall(SYS_openat2, rootfd, e->path, &how, sizeof(how));
-	if (fd < 0)
-		return drift(list, e->path, "unreadable");
-	if (slate_sha256_fd(fd, e->path, digest, &size, &err) < 0 || size != e->size ||
-	    memcmp(digest, e->sha256, SLATE_SHA256_LEN) != 0)
-		drift(list, e->path, "content changed");
-	close(fd);
+	json_array_foreach (list, i, v)
+		printf("%s: %s\n", json_string_value(json_object_get(v, "path")),
+		       json_string_value(json_object_get(v, "problem")));
+	printf("%s: %zu entries of bundle %.12s checked, %zu drifted\n", o->app, n_entries, id, json_array_size(list));
+}
+
+/* Repair (with --repair), then check the current bundle's copy. */
+static int verify_app(const struct slate_ctx *ctx, const struct verify_opts *o, const char *id, slate_error_t *err)
+{
+	struct slate_stored s = { 0 };
+	json_t *list = json_array();
+	size_t n = 0;
+	int r = -1;
+
+	if (o->repair && slate_store_repair(ctx->root, id, o->bundle, &o->kr, err) < 0)
+		goto out;
+	if (slate_store_load_full(ctx->root, id, &s, err) < 0 || slate_store_check(&s, drift, list, &n, err) < 0)
+		goto out;
+	verify_print(o, id, s.m.n_entries, list);
+	r = n ? SLATE_EXIT_REFUSED : 0;
+	audit_log(ctx, o->repair ? "repair" : "verify", o->app, 0, id, r == 0 ? "ok" : "drift");
+out:
+	if (r < 0 && o->repair)
+		audit_log(ctx, "repair", o->app, 0, id, err->msg);
+	json_decref(list);
+	slate_stored_free(&s);
+	return r;
 }
 
 int cmd_verify(struct slate_ctx *ctx, int argc, char **argv)
 {
-	struct slate_stored s = { 0 };
+	struct verify_opts o = { 0 };
 	slate_error_t err = { 0 };
 	struct app_paths p;
-	json_t *rel = NULL, *list = json_array();
+	json_t *rel = NULL;
 	const char *id;
-	bool as_json = false;
-	int r = parse_json_flag(argc, argv, "verify", verify_usage, verify_help, &as_json), rootfd = -1;
+	int r = verify_args(argc, argv, &o, &err);
 
-	if (r >= 0) {
-		json_decref(list);
-		return r;
+	if (r != 0) {
+		slate_keyring_free(&o.kr);
+		return r > 0 ? (fputs(verify_help, stdout), 0) : usage_error(verify_usage, "%s", err.msg);
 	}
-	if (optind + 1 != argc || app_check_name(argv[optind], &err) < 0) {
-		json_decref(list);
-		return usage_error(verify_usage, "verify: needs APP");
-	}
-	app_paths(ctx, argv[optind], &p);
+	app_paths(ctx, o.app, &p);
 	rel = app_load(p.releases_json, &err);
 	id = json_string_value(json_object_get(app_current_release(rel), "bundle"));
 	if (id == NULL) {
 		if (rel)
-			slate_error_refuse(&err, "app `%s` has no release", argv[optind]);
+			slate_error_refuse(&err, "app `%s` has no release", o.app);
 		r = report(&err);
-	} else if (slate_store_load_full(ctx->root, id, &s, &err) < 0 ||
-		   (rootfd = open(s.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		r = report(err.kind ? &err : (slate_error_sys(&err, errno, "open `%s`", s.root), &err));
-	} else {
-		for (size_t i = 0; i < s.m.n_entries; i++)
-			check_entry(rootfd, &s.m.entries[i], list);
-		r = json_array_size(list) ? SLATE_EXIT_REFUSED : 0;
-		if (as_json) {
-			print_json(json_pack("{s:s,s:s,s:O,s:b}", "app", argv[optind], "bundle", id, "drift", list,
-					     "ok", r == 0));
-		} else {
-			size_t i;
-			json_t *v;
-			json_array_foreach (list, i, v)
-				printf("%s: %s\n", json_string_value(json_object_get(v, "path")),
-				       json_string_value(json_object_get(v, "problem")));
-			printf("%s: %zu entries of bundle %.12s checked, %zu drifted\n", argv[optind], s.m.n_entries,
-			       id, json_array_size(list));
-		}
-		audit_log(ctx, "verify", argv[optind], 0, id, r == 0 ? "ok" : "drift");
+	} else if ((o.repair && keys_finish(&o.kr, o.keys_given, &err) < 0) ||
+		   (r = verify_app(ctx, &o, id, &err)) < 0) {
+		r = report(&err);
 	}
-	if (rootfd >= 0)
-		close(rootfd);
-	json_decref(list);
 	json_decref(rel);
-	slate_stored_free(&s);
 	app_paths_free(&p);
+	slate_keyring_free(&o.kr);
 	return r;
 }

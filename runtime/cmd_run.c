@@ -178,7 +178,7 @@ int cmd_run(struct slate_ctx *ctx, int argc, char **argv)
 		goto out;
 	}
 	if (keys_finish(&o.kr, o.keys_given, &err) < 0 ||
-	    slate_store_add(ctx->root, o.bundle, &o.kr, &stored, &err) < 0) {
+	    slate_store_add(ctx->root, o.bundle, &o.kr, NULL, NULL, &stored, &err) < 0) {
 		code = report(&err);
 		goto out;
 	}

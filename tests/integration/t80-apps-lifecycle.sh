@@ -198,6 +198,10 @@ test_expect_success 'verify: 0 on the fresh store; a byte appended to a store fi
 	test "$(pj "[d[\"path\"] for d in j[\"drift\"]]" <"$TEST_TMP/verify.json")" = "[\"app/web/index.php\"]"
 	test "$(pj "j[\"ok\"]" <"$TEST_TMP/verify.json")" = false
 	cp -p "$TEST_TMP/index.php.orig" "$f"
+	trap - EXIT
+	# The same bytes back, but the copy was changed: it stays drifted until repaired.
+	test_must_fail --code 1 sl redeploy "$APP" 2>/dev/null
+	sl verify --repair --key "$PUB" "$APP" "$V1" >/dev/null
 	sl verify "$APP" >/dev/null
 '
 
