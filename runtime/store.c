@@ -439,32 +439,73 @@ static bool file_unchanged(int fd, const struct stat *before)
 	       st.st_ctim.tv_nsec == before->st_ctim.tv_nsec;
 }
 
-/* store/<id>/bundles: one SHA-256 (hex) a line. */
-static bool file_known(const char *dir, const char *hex)
+/* store/<id>/bundles: one line per bundle file that verified completely:
+ * its SHA-256 (hex), then the identity it had when it was hashed (device,
+ * inode, size, mtime and ctime in ns). A file whose fstat matches a line
+ * is that file, unwritten since it verified (a write changes mtime and
+ * ctime, and ctime cannot be set back from user space), so a warm start
+ * does not re-read a 50 MB bundle; any other file is hashed. Raw writes to
+ * the block device and a clock set back are outside this check, as they
+ * are outside the seal's. At most STORE_MAX_FILES lines, newest last. */
+#define FILE_LINE_MAX (SLATE_SHA256_HEX + 6 * 21)
+
+static void file_identity(const struct stat *st, char *out, size_t len)
 {
-	cleanup_free char *path = xasprintf("%s/bundles", dir), *buf = NULL;
+	snprintf(out, len, "%llu %llu %lld %lld %lld", (unsigned long long)st->st_dev, (unsigned long long)st->st_ino,
+		 (long long)st->st_size, (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec,
+		 (long long)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec);
+}
+
+static char *files_read(const char *dir, size_t *len)
+{
+	cleanup_free char *path = xasprintf("%s/bundles", dir);
 	slate_error_t ignore = { 0 };
+
+	return slate_read_file(path, STORE_MAX_FILES * FILE_LINE_MAX, len, &ignore);
+}
+
+/* The file is known by its hash (hex) or, when hex is NULL, by its
+ * identity (st). */
+static bool file_known(const char *dir, const char *hex, const struct stat *st)
+{
+	cleanup_free char *buf = NULL;
+	char id[FILE_LINE_MAX];
 	size_t len = 0;
 
-	buf = slate_read_file(path, STORE_MAX_FILES * SLATE_SHA256_HEX, &len, &ignore);
-	for (size_t i = 0; buf && i + SLATE_SHA256_HEX <= len; i += SLATE_SHA256_HEX)
-		if (memcmp(buf + i, hex, SLATE_SHA256_HEX - 1) == 0 && buf[i + SLATE_SHA256_HEX - 1] == '\n')
+	buf = files_read(dir, &len);
+	if (buf == NULL)
+		return false;
+	file_identity(st, id, sizeof(id));
+	for (char *line = buf, *nl; (nl = memchr(line, '\n', len - (size_t)(line - buf))) != NULL; line = nl + 1) {
+		*nl = '\0';
+		if (strlen(line) < SLATE_SHA256_HEX - 1)
+			continue;
+		if (hex ? strncmp(line, hex, SLATE_SHA256_HEX - 1) == 0
+			: line[SLATE_SHA256_HEX - 1] == ' ' && strcmp(line + SLATE_SHA256_HEX, id) == 0)
 			return true;
+	}
 	return false;
 }
 
-static void file_record(const char *dir, const char *hex)
+static void file_record(const char *dir, const char *hex, const struct stat *st)
 {
 	cleanup_free char *path = xasprintf("%s/bundles", dir), *buf = NULL, *out = NULL;
 	slate_error_t ignore = { 0 };
-	size_t len = 0, keep;
+	char id[FILE_LINE_MAX];
+	size_t len = 0, lines = 0;
+	const char *keep;
 
-	buf = slate_read_file(path, STORE_MAX_FILES * SLATE_SHA256_HEX, &len, &ignore);
-	if (buf == NULL || len % SLATE_SHA256_HEX != 0)
+	buf = files_read(dir, &len);
+	if (buf == NULL || len == 0 || buf[len - 1] != '\n')
 		len = 0;
-	keep = len < (STORE_MAX_FILES - 1) * SLATE_SHA256_HEX ? len : (STORE_MAX_FILES - 1) * SLATE_SHA256_HEX;
-	out = xasprintf("%.*s%s\n", (int)keep, buf ? buf + (len - keep) : "", hex);
-	(void)slate_write_file_atomic(path, out, keep + SLATE_SHA256_HEX, 0600, &ignore);
+	for (size_t i = 0; i < len; i++)
+		lines += buf[i] == '\n';
+	keep = buf;
+	for (; lines >= STORE_MAX_FILES; lines--)
+		keep = memchr(keep, '\n', len - (size_t)(keep - buf)) + 1;
+	file_identity(st, id, sizeof(id));
+	out = xasprintf("%.*s%s %s\n", (int)(len ? len - (size_t)(keep - buf) : 0), len ? keep : "", hex, id);
+	(void)slate_write_file_atomic(path, out, strlen(out), 0600, &ignore);
 }
 
 /* ---- the full check (slate verify) ---- */
@@ -677,7 +718,7 @@ static int unpack_fresh(const char *root, int fd, const char *bundle_path, const
 	if (write_manifest(tmp, &out->m, err) < 0 || seal_write(tmp, err) < 0)
 		goto fail;
 	if (file_unchanged(fd, &st))
-		file_record(tmp, hex);
+		file_record(tmp, hex, &st);
 	if (install(root, tmp, out, bundle_path, err) < 0)
 		goto fail;
 	out->pin = pin;
@@ -714,9 +755,15 @@ static int use_stored(const char *root, int fd, const char *bundle_path, const s
 		unpin(out);
 		return e.kind == SLATE_EXIT_REFUSED ? 0 : (*err = e, -1);
 	}
+	if (fstat(fd, &st) < 0) {
+		slate_error_sys(err, errno, "stat `%s`", bundle_path);
+		goto fail;
+	}
+	if (file_known(out->dir, NULL, &st))
+		goto known;
 	if (file_digest(fd, bundle_path, hex, &st, err) < 0)
 		goto fail;
-	if (!file_known(out->dir, hex)) {
+	if (!file_known(out->dir, hex, &st)) {
 		if (lseek(fd, 0, SEEK_SET) < 0 ||
 		    slate_bundle_verify_fd(fd, bundle_path, kr, &lim, NULL, NULL, id, err) < 0)
 			goto fail;
@@ -724,9 +771,12 @@ static int use_stored(const char *root, int fd, const char *bundle_path, const s
 			slate_error_refuse(err, "bundle `%s` changed while it was being read", bundle_path);
 			goto fail;
 		}
-		if (file_unchanged(fd, &st))
-			file_record(out->dir, hex);
 	}
+	/* Known by its hash, or verified in full just now: from now on by
+	 * its identity too. */
+	if (file_unchanged(fd, &st))
+		file_record(out->dir, hex, &st);
+known:
 	if (parse_json(out, "meta.json", &out->m, err) < 0)
 		goto fail;
 	return 1;

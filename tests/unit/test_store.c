@@ -160,6 +160,34 @@ static void test_corrupt_body_of_a_stored_bundle(void **state)
 	slate_stored_free(&s);
 }
 
+/* The same file (same inode) rewritten in place after it verified: its
+ * identity no longer matches (ctime moved), so it is hashed and verified
+ * in full, and refused. */
+static void test_same_file_rewritten_in_place(void **state)
+{
+	struct fixture *f = *state;
+	struct slate_stored s = { 0 };
+	slate_error_t err = { 0 };
+	struct stat st;
+	unsigned char byte;
+	int fd;
+
+	add_ok(f, f->bundle, &s);
+	slate_stored_free(&s);
+	add_ok(f, f->bundle, &s); /* known by identity now */
+	slate_stored_free(&s);
+	fd = open(f->bundle, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(pread(fd, &byte, 1, st.st_size - 40), 1);
+	byte ^= 0x55;
+	assert_int_equal(pwrite(fd, &byte, 1, st.st_size - 40), 1);
+	close(fd);
+	assert_int_equal(slate_store_add(f->root, f->bundle, &f->kr, NULL, NULL, &s, &err), -1);
+	assert_int_equal(err.kind, SLATE_EXIT_REFUSED);
+	slate_stored_free(&s);
+}
+
 static int refuse_all(void *ctx, const struct slate_manifest *m, slate_error_t *err)
 {
 	*(int64_t *)ctx = m->sequence;
@@ -377,6 +405,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		fixture_test(test_add_then_reuse),
 		fixture_test(test_corrupt_body_of_a_stored_bundle),
+		fixture_test(test_same_file_rewritten_in_place),
 		fixture_test(test_policy_refusal_writes_nothing),
 		fixture_test(test_added_entry),
 		fixture_test(test_metadata_and_content_changes),
