@@ -33,7 +33,8 @@ static const char deploy_help[] =
 	"  --key PUB, --keys DIR   trusted keys (default /etc/slate/keys/*.pub)\n"
 	"  -p [HOSTIP:]HOSTPORT:PORT  publish PORT of the instance on the host (default HOSTIP 127.0.0.1)\n"
 	"  --connect [IP:]PORT=HOST:HOSTPORT  grant one outbound service (e.g. 3306=127.0.0.1:3306)\n"
-	"  --env-file F, --env K=V  the instance's environment (the file must not be world-readable)\n"
+	"  --env-file F, --env K=V  the instance's environment (the file: root's, not a symbolic link,\n"
+	"                          not writable by group or others, not readable by others)\n"
 	"  --memory, --pids, --cpus, --tmpfs-size  limits (as for `slate run`)\n"
 	"  --timeout SECONDS       how long the new instance has to become healthy (default 30)\n"
 	"  --drain-timeout SECONDS  how long connections open at a switch may go on on the old\n"
@@ -312,6 +313,10 @@ static int deploy_command(struct slate_ctx *ctx, int argc, char **argv, const ch
 
 	if (r > 0) {
 		fputs(help, stdout);
+		goto out;
+	}
+	if (r < 0 && (err.kind == SLATE_EXIT_REFUSED || err.kind == SLATE_EXIT_SYSTEM)) {
+		code = report(&err); /* an env file or key refused: not a usage error */
 		goto out;
 	}
 	if (r < 0 || (strcmp(kind, "deploy") == 0 && o.bundle == NULL)) {
