@@ -88,6 +88,12 @@ test_expect_success 'env file: a symbolic link (to a good file, or in its direct
 	cat "$TEST_TMP/err"
 	assert_file_has_content "$TEST_TMP/err" "etc-link"
 	no_trace t85env
+	# slate run reads --env-file the same way: refused before anything runs.
+	test_must_fail --code 1 sl run --key "$PUB" --env-file "$TEST_TMP/link.env" "$V1" -- php -r "echo 1;" \
+		>"$TEST_TMP/out" 2>"$TEST_TMP/err"
+	cat "$TEST_TMP/err"
+	assert_file_has_content "$TEST_TMP/err" "link\.env.* symbolic link"
+	test ! -s "$TEST_TMP/out"
 '
 
 test_expect_success 'env file: writable by its group, or owned by another uid: refused, exit 1, no app' '
