@@ -67,23 +67,40 @@ static int mkdirs_0700(const char *path, slate_error_t *err)
 	return 0;
 }
 
+/* The lock file fd is locked is still the one at its path: a failed first
+ * deploy or `rm` removes the app's directory, lock file included, while
+ * another command waits for the lock; that command then holds a lock on
+ * an unlinked file, which excludes no one. */
+static bool lock_current(int fd, const char *path)
+{
+	struct stat held, now;
+
+	return fstat(fd, &held) == 0 && lstat(path, &now) == 0 && held.st_dev == now.st_dev &&
+	       held.st_ino == now.st_ino;
+}
+
 int app_lock(const struct slate_ctx *ctx, const struct app_paths *p, slate_error_t *err)
 {
-	int fd;
-
 	(void)ctx;
-	if (mkdirs_0700(p->dir, err) < 0 || mkdirs_0700(p->logs, err) < 0 || mkdirs_0700(p->run, err) < 0)
-		return -1;
-	fd = open(p->lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return slate_error_sys(err, errno, "open `%s`", p->lock);
-	while (flock(fd, LOCK_EX) < 0) {
-		if (errno != EINTR) {
-			close(fd);
-			return slate_error_sys(err, errno, "lock `%s`", p->lock);
+	for (int tries = 0; tries < 100; tries++) {
+		int fd;
+
+		if (mkdirs_0700(p->dir, err) < 0 || mkdirs_0700(p->logs, err) < 0 || mkdirs_0700(p->run, err) < 0)
+			return -1;
+		fd = open(p->lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0)
+			return slate_error_sys(err, errno, "open `%s`", p->lock);
+		while (flock(fd, LOCK_EX) < 0) {
+			if (errno != EINTR) {
+				close(fd);
+				return slate_error_sys(err, errno, "lock `%s`", p->lock);
+			}
 		}
+		if (lock_current(fd, p->lock))
+			return fd;
+		close(fd); /* removed while we waited: take the new one */
 	}
-	return fd;
+	return slate_error_fail(err, "lock `%s`: removed each time it was taken", p->lock);
 }
 
 bool app_exists(const struct app_paths *p)

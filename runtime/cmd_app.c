@@ -33,7 +33,6 @@ static json_t *app_view(const struct slate_ctx *ctx, const char *name)
 	json_object_set(o, "version", json_object_get(cur, "version") ? json_object_get(cur, "version") : json_null());
 	if (alive)
 		st = control_call(p.sock, json_pack("{s:s}", "cmd", "status"), 3000, NULL, &e);
-	json_t *running = app_load(p.running_json, &e);
 	if (st && json_is_true(json_object_get(st, "ok"))) {
 		bool up = json_object_get(st, "instance_pid") != NULL;
 		json_object_set_new(o, "state", json_string(up ? "running" : "restarting"));
@@ -50,10 +49,10 @@ static json_t *app_view(const struct slate_ctx *ctx, const char *name)
 		json_object_set_new(o, "state", json_string(rel && cur ? "stopped" : "new"));
 		json_object_set_new(o, "restarts", json_integer(0));
 	}
-	json_object_set_new(o, "ports",
-			    json_object_get(running, "ports") ? json_incref(json_object_get(running, "ports"))
-							      : json_array());
-	json_decref(running);
+	/* What listens now, as the live monitor reports it (bound addresses);
+	 * nothing when no monitor answers. */
+	json_t *ports = json_object_get(st, "ports");
+	json_object_set_new(o, "ports", json_is_array(ports) ? json_incref(ports) : json_array());
 	json_decref(st);
 	json_decref(rel);
 	app_paths_free(&p);
@@ -460,7 +459,22 @@ static const char rm_usage[] = "slate [--root DIR] rm APP";
 static const char rm_help[] =
 	"usage: slate [--root DIR] rm APP\n\n"
 	"Stop the app and remove its state, releases and logs (stored bundles stay\n"
-	"until `slate gc`). A command on the app in progress (a deploy) finishes first.\n";
+	"until `slate gc`); also whatever a killed deploy left of an app that never\n"
+	"was (a directory, a monitor). A command on the app in progress (a deploy)\n"
+	"finishes first.\n";
+
+/* An app, or what a killed first deploy left of one: its directory, its
+ * run directory, a live monitor. */
+static bool app_or_leftover(const struct slate_ctx *ctx, const char *app)
+{
+	struct app_paths p;
+	bool any;
+
+	app_paths(ctx, app, &p);
+	any = access(p.dir, F_OK) == 0 || access(p.run, F_OK) == 0 || monitor_alive(ctx, app);
+	app_paths_free(&p);
+	return any;
+}
 
 int cmd_rm(struct slate_ctx *ctx, int argc, char **argv)
 {
@@ -472,20 +486,13 @@ int cmd_rm(struct slate_ctx *ctx, int argc, char **argv)
 
 	if (r >= 0)
 		return r;
-	if (require_app(ctx, app, &err) < 0)
+	if (!app_or_leftover(ctx, app) && require_app(ctx, app, &err) < 0)
 		return report(&err);
 	/* Under the app's lock: a deploy in progress finishes first (and a
 	 * deploy waiting for the lock finds no app afterwards). */
 	app_paths(ctx, app, &p);
 	lock = app_lock(ctx, &p, &err);
-	if (lock < 0 || require_app(ctx, app, &err) < 0) {
-		r = report(&err);
-		goto out;
-	}
-	if (monitor_alive(ctx, app))
-		stop_monitor(ctx, app, &err);
-	if (monitor_alive(ctx, app)) {
-		slate_error_fail(&err, "the monitor of `%s` did not stop", app);
+	if (lock < 0 || monitor_stop(ctx, app, &err) < 0) {
 		r = report(&err);
 		goto out;
 	}

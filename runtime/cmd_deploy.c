@@ -16,6 +16,7 @@
 #include "instance.h"
 #include "logfile.h"
 #include "monitor.h"
+#include "slate/unpack.h"
 #include "store.h"
 
 static const char deploy_usage[] =
@@ -33,7 +34,8 @@ static const char deploy_help[] =
 	"  --key PUB, --keys DIR   trusted keys (default /etc/slate/keys/*.pub)\n"
 	"  -p [HOSTIP:]HOSTPORT:PORT  publish PORT of the instance on the host (default HOSTIP 127.0.0.1)\n"
 	"  --connect [IP:]PORT=HOST:HOSTPORT  grant one outbound service (e.g. 3306=127.0.0.1:3306)\n"
-	"  --env-file F, --env K=V  the instance's environment (the file must not be world-readable)\n"
+	"  --env-file F, --env K=V  the instance's environment (the file: root's, not a symbolic link,\n"
+	"                          not writable by group or others, not readable by others)\n"
 	"  --memory, --pids, --cpus, --tmpfs-size  limits (as for `slate run`)\n"
 	"  --timeout SECONDS       how long the new instance has to become healthy (default 30)\n"
 	"  --drain-timeout SECONDS  how long connections open at a switch may go on on the old\n"
@@ -241,6 +243,18 @@ static int downgrade_check(void *ctx, const struct slate_manifest *m, slate_erro
 				  (long long)m->sequence, (long long)seq);
 }
 
+/* A first deploy that failed leaves nothing: no monitor, no state (the app
+ * exists only once a deploy succeeds), so that `status`, `ps` and `rm` never
+ * meet an app they do not know. Called under the app's lock; the log's tail
+ * has been shown. */
+static void forget_first_deploy(const struct slate_ctx *ctx, const struct app_paths *p, const char *app)
+{
+	slate_error_t e = { 0 };
+
+	if (monitor_stop(ctx, app, &e) < 0 || slate_remove_tree(p->dir, &e) < 0 || slate_remove_tree(p->run, &e) < 0)
+		fprintf(stderr, "slate: %s (`slate rm %s` removes what is left)\n", e.msg, app);
+}
+
 /* The common path of deploy, redeploy and rollback, under the app lock. */
 static int do_deploy(const struct slate_ctx *ctx, struct deploy_opts *o, const char *kind, json_int_t *number,
 		     slate_error_t *err)
@@ -249,11 +263,13 @@ static int do_deploy(const struct slate_ctx *ctx, struct deploy_opts *o, const c
 	struct slate_stored s = { 0 };
 	json_t *app = NULL, *releases = NULL, *opts = NULL, *cur;
 	int lock, r = -1;
+	bool first = false;
 
 	app_paths(ctx, o->app, &p);
 	lock = app_lock(ctx, &p, err);
 	if (lock < 0)
 		goto out;
+	first = !app_exists(&p);
 	app = app_load(p.app_json, err);
 	releases = app ? app_load(p.releases_json, err) : NULL;
 	if (releases == NULL)
@@ -300,6 +316,8 @@ static int do_deploy(const struct slate_ctx *ctx, struct deploy_opts *o, const c
 		r = record_release(&p, releases, *number, &s, kind, err);
 out:
 	audit_log(ctx, kind, o->app, r == 0 ? *number : 0, s.id[0] ? s.id : NULL, r == 0 ? "ok" : err->msg);
+	if (r < 0 && first)
+		forget_first_deploy(ctx, &p, o->app);
 	json_decref(app);
 	json_decref(releases);
 	json_decref(opts);
@@ -322,6 +340,10 @@ static int deploy_command(struct slate_ctx *ctx, int argc, char **argv, const ch
 
 	if (r > 0) {
 		fputs(help, stdout);
+		goto out;
+	}
+	if (r < 0 && (err.kind == SLATE_EXIT_REFUSED || err.kind == SLATE_EXIT_SYSTEM)) {
+		code = report(&err); /* an env file or key refused: not a usage error */
 		goto out;
 	}
 	if (r < 0 || (strcmp(kind, "deploy") == 0 && o.bundle == NULL)) {

@@ -29,7 +29,8 @@ static const char help[] =
 	"  --keys DIR          trust every DIR/*.pub (default " SLATE_DEFAULT_KEYS
 	")\n"
 	"  --env K=V           set a variable in the instance; repeatable\n"
-	"  --env-file F        KEY=VALUE lines (the file must not be world-readable)\n"
+	"  --env-file F        KEY=VALUE lines (root's file, no symbolic link, not writable by\n"
+	"                      group or others, not readable by others)\n"
 	"  --memory SIZE       memory limit, no swap (default 1G)\n"
 	"  --pids N            process limit (default 1024)\n"
 	"  --cpus N            CPU limit, e.g. 1.5 (default: none)\n"

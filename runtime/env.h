@@ -11,8 +11,11 @@
 
 /* Add "K=V" (later values of a key replace earlier ones). */
 int env_add(struct slate_strv *env, const char *kv, slate_error_t *err);
-/* Read K=V lines (# comments and blank lines skipped, no quoting). The
- * file must not be readable by others (it holds secrets). */
+/* Read K=V lines (# comments and blank lines skipped, no quoting), all or
+ * nothing. Refused (exit 1): a symbolic link anywhere in its path, not a
+ * regular file, not owned by root, writable by the group or everyone,
+ * readable by everyone. A malformed line is named by file and line number,
+ * never by its content (exit 2). */
 int env_add_file(struct slate_strv *env, const char *path, slate_error_t *err);
 /* The defaults for what is not set yet. */
 void env_defaults(struct slate_strv *env, const char *hostname);

@@ -6,6 +6,7 @@
  * drains (open connections finish, new ones go to the new generation) and
  * is stopped. The monitor never parses anything from inside an instance
  * except an HTTP status line of its health check. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -45,6 +46,8 @@
 #define MONITOR_MEMORY (256ull << 20) /* the monitor's own cgroup */
 #define MONITOR_ACCEPT_PAUSE 0.25 /* s without accepting after EMFILE and kin */
 #define MONITOR_LOG_PAUSE 0.05 /* s without reading the instance's output when over the log rate */
+/* How long a monitor with nothing to serve waits for its first deploy. */
+#define MONITOR_IDLE_GRACE 30.0
 
 struct port {
 	char *host_ip;
@@ -94,6 +97,10 @@ struct monitor {
 	struct health health;
 	struct port ports[MAX_PORTS];
 	size_t nports;
+	struct port next_ports[MAX_PORTS]; /* bound for a deploy, adopted at its switch */
+	size_t next_nports;
+	bool next_ready;
+	double idle_until; /* with nothing to serve, stop at this time */
 	struct connect connects[MAX_PORTS];
 	size_t nconnects;
 	bool connects_off;
@@ -131,12 +138,16 @@ static void note(struct monitor *m, const char *fmt, const char *arg)
 static int parse_port(const char *s, struct port *p, slate_error_t *err)
 {
 	char ip[64] = "127.0.0.1";
+	struct in_addr addr;
 	int a = 0, b = 0;
 
 	if (sscanf(s, "%63[0-9.]:%d:%d", ip, &a, &b) != 3 && (strcpy(ip, "127.0.0.1"), sscanf(s, "%d:%d", &a, &b) != 2))
 		return slate_error_usage(err, "port `%s` is not [HOSTIP:]HOSTPORT:PORT", s);
-	if (a < 1 || a > 65535 || b < 1 || b > 65535)
-		return slate_error_usage(err, "port `%s`: ports are 1-65535", s);
+	if (inet_pton(AF_INET, ip, &addr) != 1)
+		return slate_error_usage(err, "port `%s`: `%s` is not an IPv4 address", s, ip);
+	/* Host port 0: the kernel chooses one; ps and status show which. */
+	if (a < 0 || a > 65535 || b < 1 || b > 65535)
+		return slate_error_usage(err, "port `%s`: ports are 1-65535 (0 for any host port)", s);
 	p->host_ip = xstrdup(ip);
 	p->host_port = a;
 	p->port = b;
@@ -148,11 +159,14 @@ static int parse_port(const char *s, struct port *p, slate_error_t *err)
 static int parse_connect(const char *s, struct connect *c, slate_error_t *err)
 {
 	char ip[64] = "127.0.0.1", host[64];
+	struct in_addr addr;
 	int a = 0, b = 0;
 
 	if (sscanf(s, "%63[0-9.]:%d=%63[0-9.]:%d", ip, &a, host, &b) != 4 &&
 	    (strcpy(ip, "127.0.0.1"), sscanf(s, "%d=%63[0-9.]:%d", &a, host, &b) != 3))
 		return slate_error_usage(err, "connect `%s` is not [IP:]PORT=HOST:HOSTPORT", s);
+	if (inet_pton(AF_INET, ip, &addr) != 1 || inet_pton(AF_INET, host, &addr) != 1)
+		return slate_error_usage(err, "connect `%s`: not an IPv4 address", s);
 	if (a < 1 || a > 65535 || b < 1 || b > 65535)
 		return slate_error_usage(err, "connect `%s`: ports are 1-65535", s);
 	c->ip = xstrdup(ip);
@@ -184,20 +198,28 @@ int monitor_check_spec(const char *s, slate_error_t *err)
 	return r;
 }
 
-static int load_network(struct monitor *m, slate_error_t *err)
+/* The ports options publish, parsed into ports[*n] (none opened). */
+static int parse_ports(json_t *options, struct port *ports, size_t *n, slate_error_t *err)
 {
-	json_t *ports = json_object_get(m->options, "ports"), *conns = json_object_get(m->options, "connects"), *v;
-	json_t *off = json_object_get(m->options, "ports_off");
+	json_t *off = json_object_get(options, "ports_off"), *v;
 	size_t i;
 
-	json_array_foreach (ports, i, v) {
-		if (m->nports == MAX_PORTS || parse_port(json_string_value(v), &m->ports[m->nports], err) < 0)
-			return m->nports == MAX_PORTS ? slate_error_usage(err, "too many ports") : -1;
+	json_array_foreach (json_object_get(options, "ports"), i, v) {
+		if (*n == MAX_PORTS || parse_port(json_string_value(v), &ports[*n], err) < 0)
+			return *n == MAX_PORTS ? slate_error_usage(err, "too many ports") : -1;
 		for (size_t k = 0; k < json_array_size(off); k++)
-			if (json_integer_value(json_array_get(off, k)) == m->ports[m->nports].host_port)
-				m->ports[m->nports].off = true;
-		m->nports++;
+			if (json_integer_value(json_array_get(off, k)) == ports[*n].host_port)
+				ports[*n].off = true;
+		(*n)++;
 	}
+	return 0;
+}
+
+static int load_connects(struct monitor *m, slate_error_t *err)
+{
+	json_t *conns = json_object_get(m->options, "connects"), *v;
+	size_t i;
+
 	json_array_foreach (conns, i, v) {
 		if (m->nconnects == MAX_PORTS ||
 		    parse_connect(json_string_value(v), &m->connects[m->nconnects], err) < 0)
@@ -206,6 +228,13 @@ static int load_network(struct monitor *m, slate_error_t *err)
 	}
 	m->connects_off = json_is_true(json_object_get(m->options, "connects_off"));
 	return 0;
+}
+
+static int load_network(struct monitor *m, slate_error_t *err)
+{
+	if (parse_ports(m->options, m->ports, &m->nports, err) < 0)
+		return -1;
+	return load_connects(m, err);
 }
 
 static int open_ports(struct monitor *m, slate_error_t *err)
@@ -228,6 +257,77 @@ static void close_ports(struct monitor *m)
 			close(m->ports[i].fd);
 		m->ports[i].fd = -1;
 	}
+}
+
+static void free_ports(struct port *ports, size_t *n)
+{
+	for (size_t i = 0; i < *n; i++) {
+		if (ports[i].fd >= 0)
+			close(ports[i].fd);
+		free(ports[i].host_ip);
+	}
+	*n = 0;
+}
+
+/* A listener for p: the one open for the same address now, shared (it
+ * cannot be bound twice), or a new one. */
+static int port_listener(struct monitor *m, const struct port *p, slate_error_t *err)
+{
+	for (size_t i = 0; i < m->nports; i++) {
+		const struct port *q = &m->ports[i];
+		if (q->fd >= 0 && q->host_port == p->host_port && strcmp(q->host_ip, p->host_ip) == 0) {
+			int fd = fcntl(q->fd, F_DUPFD_CLOEXEC, 0);
+			return fd >= 0 ? fd
+				       : slate_error_sys(err, errno, "share the listener of %s:%d", p->host_ip,
+							 p->host_port);
+		}
+	}
+	return relay_listen_host(p->host_ip, p->host_port, err);
+}
+
+static bool same_key(json_t *a, json_t *b, const char *key)
+{
+	json_t *x = json_object_get(a, key), *y = json_object_get(b, key);
+
+	return (x == NULL && y == NULL) || (x && y && json_equal(x, y));
+}
+
+static void discard_next_ports(struct monitor *m)
+{
+	free_ports(m->next_ports, &m->next_nports);
+	m->next_ready = false;
+}
+
+/* Bind every port a deploy publishes before its instance starts, so that a
+ * port that cannot be bound (in use, not an address of this host) fails
+ * the deploy, named, while the current release keeps serving on its own
+ * ports; a deploy that succeeded always serves what `ps` shows. The
+ * listeners are adopted at the switch (apply_options). */
+static int prepare_ports(struct monitor *m, json_t *options, slate_error_t *err)
+{
+	discard_next_ports(m);
+	if (same_key(m->options, options, "ports") && same_key(m->options, options, "ports_off"))
+		return 0;
+	if (parse_ports(options, m->next_ports, &m->next_nports, err) < 0) {
+		discard_next_ports(m);
+		return -1;
+	}
+	for (size_t i = 0; i < m->next_nports; i++) {
+		struct port *p = &m->next_ports[i];
+		slate_error_t e = { 0 };
+		if (p->off)
+			continue;
+		p->fd = port_listener(m, p, &e);
+		if (p->fd < 0) {
+			slate_error_refuse(err, "cannot publish %s:%d: %s%s", p->host_ip, p->host_port,
+					   e.errnum ? strerror(e.errnum) : e.msg,
+					   m->current ? " (the running release keeps serving)" : "");
+			discard_next_ports(m);
+			return -1;
+		}
+	}
+	m->next_ready = true;
+	return 0;
 }
 
 /* ---- generations ---- */
@@ -417,10 +517,33 @@ static void gen_stop(struct gen *g)
 
 /* ---- state for `slate ps` ---- */
 
+/* What each published port really is: the address its listener is bound
+ * to (with host port 0, the port the kernel chose), else "(off)" or "(not
+ * listening)": never a port that nothing listens on. */
+static json_t *ports_json(struct monitor *m)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < m->nports; i++) {
+		const struct port *p = &m->ports[i];
+		struct sockaddr_in sa;
+		socklen_t len = sizeof(sa);
+		char ip[INET_ADDRSTRLEN];
+
+		if (p->fd >= 0 && getsockname(p->fd, (struct sockaddr *)&sa, &len) == 0 && sa.sin_family == AF_INET &&
+		    inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof(ip)))
+			json_array_append_new(a, json_sprintf("%s:%u->%d", ip, (unsigned)ntohs(sa.sin_port), p->port));
+		else
+			json_array_append_new(a, json_sprintf("%s:%d->%d%s", p->host_ip, p->host_port, p->port,
+							      p->off ? " (off)" : " (not listening)"));
+	}
+	return a;
+}
+
 static void write_running(struct monitor *m)
 {
 	slate_error_t ignore = { 0 };
-	json_t *o = json_object(), *ports = json_array();
+	json_t *o = json_object();
 	struct gen *g = m->current;
 
 	json_object_set_new(o, "monitor_pid", json_integer(getpid()));
@@ -437,10 +560,7 @@ static void write_running(struct monitor *m)
 		json_object_set_new(o, "started",
 				    json_integer((json_int_t)time(NULL) - (json_int_t)(now() - g->started)));
 	}
-	for (size_t i = 0; i < m->nports; i++)
-		json_array_append_new(ports, json_sprintf("%s:%d->%d%s", m->ports[i].host_ip, m->ports[i].host_port,
-							  m->ports[i].port, m->ports[i].off ? " (off)" : ""));
-	json_object_set_new(o, "ports", ports);
+	json_object_set_new(o, "ports", ports_json(m));
 	json_object_set_new(o, "connects_off", json_boolean(m->connects_off));
 	app_save(m->p.running_json, o, &ignore);
 	json_decref(o);
@@ -502,6 +622,8 @@ static void deploy_fail(struct monitor *m, const char *why)
 	h->g->draining = true;
 	h->g = NULL;
 	health_reset(h);
+	discard_next_ports(m);
+	m->idle_until = now(); /* a first deploy: nothing left to serve */
 }
 
 static void health_try(struct monitor *m)
@@ -573,31 +695,34 @@ static void free_network(struct monitor *m)
 	m->nports = m->nconnects = 0;
 }
 
-static bool same_key(json_t *a, json_t *b, const char *key)
-{
-	json_t *x = json_object_get(a, key), *y = json_object_get(b, key);
-
-	return (x == NULL && y == NULL) || (x && y && json_equal(x, y));
-}
-
-/* A deploy's options become the app's at the switch: published ports and
- * granted services follow them (listeners kept when nothing changed). */
+/* A deploy's options become the app's at the switch: published ports
+ * (bound by prepare_ports) and granted services follow them (listeners
+ * kept when nothing changed). */
 static void apply_options(struct monitor *m, json_t *options)
 {
-	static const char *const net[] = { "ports", "ports_off", "connects", "connects_off" };
-	bool same = true;
+	bool conns_same;
 	slate_error_t e = { 0 };
 
 	if (options == NULL || options == m->options)
 		return;
-	for (size_t i = 0; i < sizeof(net) / sizeof(net[0]); i++)
-		same = same && same_key(m->options, options, net[i]);
+	conns_same = same_key(m->options, options, "connects") && same_key(m->options, options, "connects_off");
 	json_decref(m->options);
 	m->options = json_incref(options);
-	if (same)
+	if (m->next_ready) {
+		free_ports(m->ports, &m->nports);
+		memcpy(m->ports, m->next_ports, sizeof(m->ports));
+		m->nports = m->next_nports;
+		m->next_nports = 0;
+		m->next_ready = false;
+	}
+	if (conns_same)
 		return;
-	free_network(m);
-	if (load_network(m, &e) < 0 || open_ports(m, &e) < 0)
+	for (size_t i = 0; i < m->nconnects; i++) {
+		free(m->connects[i].ip);
+		free(m->connects[i].host);
+	}
+	m->nconnects = 0;
+	if (load_connects(m, &e) < 0)
 		note(m, "network: %s", e.msg);
 }
 
@@ -671,6 +796,7 @@ static json_t *status_json(struct monitor *m)
 	}
 	json_object_set_new(r, "connections", json_integer((json_int_t)relay_open_count(m->relay, -1)));
 	json_object_set_new(r, "monitor", monitor_json(m));
+	json_object_set_new(r, "ports", ports_json(m));
 	return r;
 }
 
@@ -686,9 +812,17 @@ static void start_deploy(struct monitor *m, int client, json_t *req)
 		slate_error_fail(&e, bundle ? "another deploy is in progress" : "deploy without a bundle");
 		return reply(m, &client, control_error(&e));
 	}
-	g = gen_start(m, bundle, release, json_object_get(req, "options"), &e);
-	if (g == NULL)
+	if (prepare_ports(m, json_object_get(req, "options"), &e) < 0) {
+		note(m, "deploy: %s", e.msg);
+		m->idle_until = now();
 		return reply(m, &client, control_error(&e));
+	}
+	g = gen_start(m, bundle, release, json_object_get(req, "options"), &e);
+	if (g == NULL) {
+		discard_next_ports(m);
+		m->idle_until = now();
+		return reply(m, &client, control_error(&e));
+	}
 	gen_add(m, g);
 	m->health.g = g;
 	m->health.client = client;
@@ -983,6 +1117,21 @@ static void drain_tick(struct monitor *m)
 	}
 }
 
+/* A monitor with nothing to serve (no release switched to, none to
+ * restart, no deploy under way) stops: a first deploy that failed, or
+ * whose command was killed before or during it, leaves no process. */
+static void idle_tick(struct monitor *m)
+{
+	if (m->stopping || m->current || m->restart_bundle || m->health.g || now() < m->idle_until)
+		return;
+	note(m, "monitor: %s", "nothing to serve: stopping");
+	m->stopping = true;
+	for (int i = 0; i < MAX_GENS; i++)
+		if (m->gens[i])
+			gen_stop(m->gens[i]);
+	close_ports(m);
+}
+
 /* ---- the loop ---- */
 
 enum pkind { P_SIG, P_CTL, P_PORT, P_CONN, P_RELAY, P_OUT, P_ERR, P_HEALTH, P_WAITER };
@@ -1153,6 +1302,7 @@ static int run_loop(struct monitor *m)
 		drain_tick(m);
 		relay_expire(m->relay);
 		log_rate_tick(m);
+		idle_tick(m);
 		if (m->stopping && all_gone(m))
 			break;
 		build_pollset(m, &s);
@@ -1221,6 +1371,7 @@ static int monitor_init(struct monitor *m, slate_error_t *err)
 {
 	m->health.fd = m->health.client = m->stop_client = m->ctl = m->sfd = m->host_netns = -1;
 	m->backoff = 1;
+	m->idle_until = now() + MONITOR_IDLE_GRACE;
 	m->options = app_load(m->p.app_json, err);
 	if (m->options == NULL)
 		return -1;
@@ -1243,6 +1394,7 @@ static int monitor_init(struct monitor *m, slate_error_t *err)
 static void monitor_free(struct monitor *m)
 {
 	free_network(m);
+	discard_next_ports(m);
 	free(m->restart_bundle);
 	if (m->ctl >= 0)
 		close(m->ctl);
@@ -1343,6 +1495,34 @@ bool monitor_alive(const struct slate_ctx *ctx, const char *app)
 	}
 	app_paths_free(&p);
 	return alive;
+}
+
+/* Ask the monitor to stop and wait (at most 10 s) until it has exited;
+ * one that does not is killed (by the pid it gave, while it still holds
+ * its lock). Its instances die with it (their parent-death signal). */
+int monitor_stop(const struct slate_ctx *ctx, const char *app, slate_error_t *err)
+{
+	struct app_paths p;
+	slate_error_t e = { 0 };
+	json_t *st;
+	pid_t pid = 0;
+
+	if (!monitor_alive(ctx, app))
+		return 0;
+	app_paths(ctx, app, &p);
+	st = control_call(p.sock, json_pack("{s:s}", "cmd", "status"), 3000, NULL, &e);
+	pid = (pid_t)json_integer_value(json_object_get(st, "pid"));
+	json_decref(st);
+	json_decref(control_call(p.sock, json_pack("{s:s}", "cmd", "stop"), 60000, NULL, &e));
+	app_paths_free(&p);
+	for (int i = 0; i < 1000 && monitor_alive(ctx, app); i++)
+		usleep(10000);
+	if (monitor_alive(ctx, app) && pid > 1) {
+		kill(pid, SIGKILL);
+		for (int i = 0; i < 500 && monitor_alive(ctx, app); i++)
+			usleep(10000);
+	}
+	return monitor_alive(ctx, app) ? slate_error_fail(err, "the monitor of `%s` did not stop", app) : 0;
 }
 
 /* slate-monitor, beside the running slate executable (both are installed

@@ -18,6 +18,9 @@
  * stdio to /dev/null, slate-monitor from slate's own directory) and wait
  * until its socket answers. No-op when one is alive. */
 int monitor_spawn(const struct slate_ctx *ctx, const char *app, slate_error_t *err);
+/* Stop the app's monitor, if alive, and wait until it is gone (killed
+ * after 10 s). */
+int monitor_stop(const struct slate_ctx *ctx, const char *app, slate_error_t *err);
 /* Is the app's monitor alive (its lock held)? */
 bool monitor_alive(const struct slate_ctx *ctx, const char *app);
 /* Check a -p ([HOSTIP:]HOSTPORT:PORT) or --connect ([IP:]PORT=HOST:HOSTPORT) spec. */

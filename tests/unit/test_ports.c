@@ -1,0 +1,60 @@
+/* Unit tests for -p and --connect specs (runtime/monitor.c,
+ * monitor_check_spec): an address that is not IPv4 is a usage error
+ * before anything starts; host port 0 asks the kernel for a port. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "testutil.h"
+
+#include "monitor.h"
+
+static void test_bad_addresses_are_usage_errors(void **state)
+{
+	static const char *const bad[] = { "999.1.1.1:8080:80",
+					   "1.2.3:8080:80",
+					   "127.0.0.1.1:80:80",
+					   "127.0.0.1:65536:80",
+					   "127.0.0.1:80:0",
+					   "3306=999.0.0.1:3306",
+					   "1.2.3.4.5:3306=127.0.0.1:3306",
+					   "8080:80:90" };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		slate_error_t err = { 0 };
+		if (monitor_check_spec(bad[i], &err) == 0)
+			fail_msg("`%s` accepted", bad[i]);
+		assert_int_equal(err.kind, SLATE_EXIT_USAGE);
+	}
+}
+
+static void test_good_specs(void **state)
+{
+	static const char *const good[] = { "127.0.0.1:8080:80",   "8080:80",
+					    "127.0.0.1:0:80",      "0.0.0.0:443:443",
+					    "3306=127.0.0.1:3306", "127.0.0.2:25=10.0.0.1:25" };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		slate_error_t err = { 0 };
+		if (monitor_check_spec(good[i], &err) != 0)
+			fail_msg("`%s` refused: %s", good[i], err.msg);
+	}
+	assert_int_equal(monitor_spec_host_port("127.0.0.1:0:80"), 0);
+	assert_int_equal(monitor_spec_host_port("127.0.0.1:8080:80"), 8080);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bad_addresses_are_usage_errors),
+		cmocka_unit_test(test_good_specs),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
