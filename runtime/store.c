@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "slate/policy.h"
 #include "slate/unpack.h"
 #include "slate/util.h"
 #include "store.h"
@@ -68,7 +69,7 @@ static int load_json(const char *root, const char *id, const char *name, struct 
 	buf = slate_read_file(path, lim.max_manifest_bytes, &len, err);
 	if (buf == NULL)
 		return slate_error_wrap(err, "bundle %.12s is not in the store", id);
-	return slate_manifest_parse(buf, len, &lim, &out->m, err);
+	return slate_manifest_parse(buf, len, &lim, &out->m, err) < 0 ? -1 : slate_policy_check(&out->m, err);
 }
 
 int slate_store_load(const char *root, const char *id, struct slate_stored *out, slate_error_t *err)
