@@ -410,13 +410,17 @@ static bool escape_code_point(uint32_t c)
 
 /* One unit of input at s: its escaped form into unit (NUL-terminated),
  * returns the number of input bytes it covers. */
-static size_t escape_unit(const unsigned char *s, size_t n, char unit[8])
+static size_t escape_unit(const unsigned char *s, size_t n, bool backslash, char unit[8])
 {
 	uint32_t cp = 0;
 	size_t len = utf8_decode(s, n, &cp);
 
 	if (len == 0 || (len == 1 && (cp < 0x20 || cp == 0x7f))) {
 		snprintf(unit, 8, "\\x%02x", s[0]);
+		return 1;
+	}
+	if (backslash && cp == '\\') {
+		memcpy(unit, "\\\\", 3);
 		return 1;
 	}
 	if (escape_code_point(cp)) {
@@ -428,7 +432,9 @@ static size_t escape_unit(const unsigned char *s, size_t n, char unit[8])
 	return len;
 }
 
-size_t slate_escape_buf(char *out, size_t size, const void *buf, size_t len)
+/* The escaper: at most size bytes (NUL included) into out; *changed tells
+ * whether the result differs from the input. */
+static size_t escape(char *out, size_t size, const void *buf, size_t len, bool backslash, bool *changed)
 {
 	const unsigned char *s = buf;
 	size_t o = 0;
@@ -437,15 +443,22 @@ size_t slate_escape_buf(char *out, size_t size, const void *buf, size_t len)
 		return 0;
 	for (size_t i = 0; i < len;) {
 		char unit[8];
-		size_t used = escape_unit(s + i, len - i, unit), ulen = strlen(unit);
+		size_t used = escape_unit(s + i, len - i, backslash, unit), ulen = strlen(unit);
 		if (o + ulen >= size)
 			break;
+		if (changed && (ulen != used || memcmp(unit, s + i, used) != 0))
+			*changed = true;
 		memcpy(out + o, unit, ulen);
 		o += ulen;
 		i += used;
 	}
 	out[o] = '\0';
 	return o;
+}
+
+size_t slate_escape_buf(char *out, size_t size, const void *buf, size_t len)
+{
+	return escape(out, size, buf, len, false, NULL);
 }
 
 char *slate_escape(const void *buf, size_t len)
@@ -461,6 +474,32 @@ char *slate_escape(const void *buf, size_t len)
 char *slate_escape_str(const char *s)
 {
 	return slate_escape(s, s ? strlen(s) : 0);
+}
+
+char *slate_escape_name(const char *s, bool *escaped)
+{
+	size_t len = strlen(s), size = len * 4 + 1;
+	char *out = xmalloc(size);
+
+	if (escaped)
+		*escaped = false;
+	escape(out, size, s, len, true, escaped);
+	return out;
+}
+
+int slate_write_escaped_lines(FILE *f, const void *buf, size_t len)
+{
+	const char *p = buf, *end = p + len;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		cleanup_free char *e = slate_escape(p, n);
+		if (fputs(e, f) == EOF || (nl && fputc('\n', f) == EOF))
+			return -1;
+		p += n + (nl ? 1 : 0);
+	}
+	return 0;
 }
 
 void slate_fputs_escaped(const char *s, FILE *f)

@@ -94,6 +94,13 @@ size_t slate_escape_buf(char *out, size_t size, const void *buf, size_t len);
 char *slate_escape(const void *buf, size_t len);
 char *slate_escape_str(const char *s);
 void slate_fputs_escaped(const char *s, FILE *f);
+/* The same for a file name that must stay unambiguous (slate diff, its
+ * tar's lists): backslashes doubled too; *escaped (may be NULL) tells
+ * whether anything changed. */
+char *slate_escape_name(const char *s, bool *escaped);
+/* Bytes from an instance (a log) as lines: each line escaped, its '\n'
+ * kept. 0, or -1 with errno set by stdio. */
+int slate_write_escaped_lines(FILE *f, const void *buf, size_t len);
 
 /* Format a byte count as "12.3 MiB" into buf. */
 const char *slate_human_bytes(unsigned long long n, char *buf, size_t len);

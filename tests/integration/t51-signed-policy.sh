@@ -154,6 +154,17 @@ del b.members[b.index(\"run\")]" &&
 	refused "$TEST_TMP/no-run.slate" "mount point \`/run\` is not in the bundle"
 '
 
+test_expect_success 'a signed bundle without /etc/passwd: slate run refuses it with exit 1 (its content), not 3' '
+	forge_edit "$TEST_TMP/no-passwd.slate" "b.manifest[\"entries\"] = [e for e in b.manifest[\"entries\"] if e[\"path\"] != \"etc/passwd\"]
+del b.members[b.index(\"etc/passwd\")]" &&
+	"$SLATE_BUNDLE" verify --key "$PUB" "$TEST_TMP/no-passwd.slate" >/dev/null &&
+	test_must_fail --code 1 slate_run "$TEST_TMP/no-passwd.slate" -- "$PROBE" write /tmp/ran >"$TEST_TMP/out" 2>"$TEST_TMP/err" &&
+	test ! -s "$TEST_TMP/out" && test "$(wc -l <"$TEST_TMP/err")" -eq 1 &&
+	assert_file_has_content "$TEST_TMP/err" "the image has no \`/etc/passwd\`" &&
+	! grep -q " $ROOT/" /proc/self/mountinfo && test -z "$(ls -A "$ROOT/mnt")" &&
+	rm -rf "$ROOT"/store/* "$ROOT/store/"*.lock
+'
+
 # ---- links into the runtime's mounts (item 4) ----
 
 test_expect_success 'signed link web/env.txt -> ../../proc/self/environ: refused at verify and run' '
