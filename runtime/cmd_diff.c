@@ -199,9 +199,11 @@ int cmd_verify(struct slate_ctx *ctx, int argc, char **argv)
 		} else {
 			size_t i;
 			json_t *v;
-			json_array_foreach (list, i, v)
-				printf("%s: %s\n", json_string_value(json_object_get(v, "path")),
-				       json_string_value(json_object_get(v, "problem")));
+			json_array_foreach (list, i, v) {
+				cleanup_free char *path =
+					slate_escape_str(json_string_value(json_object_get(v, "path")));
+				printf("%s: %s\n", path, json_string_value(json_object_get(v, "problem")));
+			}
 			printf("%s: %zu entries of bundle %.12s checked, %zu drifted\n", argv[optind], s.m.n_entries,
 			       id, json_array_size(list));
 		}

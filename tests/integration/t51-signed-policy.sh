@@ -228,4 +228,16 @@ test_expect_success 'an error naming a manifest path with ESC and bidi controls:
 	! grep -q "$ESC" "$TEST_TMP/err" && ! grep -q "$RLO" "$TEST_TMP/err"
 '
 
+test_expect_success 'slate-bundle diff: a path with bidi controls (valid in the format) comes out escaped' '
+	forge_edit "$TEST_TMP/bidi.slate" "b.manifest[\"entries\"].append(forge.file_entry(\"app/web/evil\u202egnp.php\", b\"x\"))
+b.manifest[\"entries\"].append(forge.file_entry(\"app/web/mark\u200fx\", b\"x\"))
+b.manifest[\"entries\"].sort(key=forge.order_key)" unsigned &&
+	"$SLATE_BUNDLE" diff "$SITE" "$TEST_TMP/bidi.slate" >"$TEST_TMP/out" &&
+	assert_file_has_content "$TEST_TMP/out" "^\+ app/web/evil\\\\u202egnp\.php\$" &&
+	assert_file_has_content "$TEST_TMP/out" "^\+ app/web/mark\\\\u200fx\$" &&
+	! grep -q "$RLO" "$TEST_TMP/out" &&
+	"$SLATE_BUNDLE" diff --json "$SITE" "$TEST_TMP/bidi.slate" >"$TEST_TMP/out" &&
+	! LC_ALL=C grep -q "[^[:print:][:space:]]" "$TEST_TMP/out"
+'
+
 test_done
