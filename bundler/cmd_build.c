@@ -13,6 +13,7 @@
 #include "progress.h"
 #include "project.h"
 #include "slate/bundle.h"
+#include "slate/policy.h"
 #include "tree.h"
 
 static const char usage[] =
@@ -159,8 +160,8 @@ static int build(const struct build_opts *o, char id[SLATE_SHA256_HEX], slate_er
 	if (slate_key_load_private(o->key, &key, err) < 0 || collect(o, &img, &proj, &t, err) < 0)
 		goto out;
 	slate_manifest_sort(&t.m);
-	if (slate_manifest_validate(&t.m, &lim, err) < 0 || tree_hash(&t, o->threads, err) < 0 ||
-	    set_times(&t.m, &t, o, err) < 0)
+	if (slate_manifest_validate(&t.m, &lim, err) < 0 || slate_policy_check(&t.m, err) < 0 ||
+	    tree_hash(&t, o->threads, err) < 0 || set_times(&t.m, &t, o, err) < 0)
 		goto out;
 	for (size_t i = 0; i < t.m.n_entries; i++)
 		bytes += t.m.entries[i].size;

@@ -89,8 +89,9 @@ static void print_text(const struct diff *d)
 	for (int k = 0; k < 3; k++) {
 		json_array_foreach (lists[k], i, o) {
 			const char *what = json_string_value(json_object_get(o, "change"));
-			printf("%c %s%s%s%s\n", marks[k], json_string_value(json_object_get(o, "path")),
-			       what ? " (" : "", what ? what : "", what ? ")" : "");
+			/* Paths of unverified manifests: escaped (bidi controls pass the format). */
+			cleanup_free char *path = slate_escape_str(json_string_value(json_object_get(o, "path")));
+			printf("%c %s%s%s%s\n", marks[k], path, what ? " (" : "", what ? what : "", what ? ")" : "");
 		}
 	}
 	printf("%zu added, %zu removed, %zu changed; runtime %s\n", json_array_size(d->added),

@@ -1,4 +1,5 @@
-/* slate-bundle inspect: show a bundle's metadata (read, not verified). */
+/* slate-bundle inspect: show a bundle's metadata (read, not verified: every
+ * string is escaped, and --json is ASCII). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -54,6 +55,14 @@ static json_t *inspect_json(const struct slate_manifest *m, const char *id)
 	return o;
 }
 
+/* Every string of an unverified manifest is the forger's: escaped. */
+static void print_field(const char *label, const char *value)
+{
+	cleanup_free char *safe = slate_escape_str(value ? value : "-");
+
+	printf("%-12s %s\n", label, safe);
+}
+
 static void print_list(const char *label, json_t *arr)
 {
 	size_t i;
@@ -62,8 +71,10 @@ static void print_list(const char *label, json_t *arr)
 	printf("%-12s", label);
 	if (json_array_size(arr) == 0)
 		fputs(" -", stdout);
-	json_array_foreach (arr, i, v)
-		printf("%s%s", i ? ", " : " ", json_string_value(v));
+	json_array_foreach (arr, i, v) {
+		fputs(i ? ", " : " ", stdout);
+		slate_fputs_escaped(json_string_value(v), stdout);
+	}
 	putchar('\n');
 }
 
@@ -76,17 +87,22 @@ static void inspect_text(const struct slate_manifest *m, const char *id)
 	json_t *v;
 
 	strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
-	printf("id           %s\nname         %s\nversion      %s\ncreated      %s (%lld)\n", id, m->name, m->version,
-	       created, (long long)m->created);
-	printf("sequence     %lld\nsigner       %s (not verified: use slate-bundle verify)\n", (long long)m->sequence,
-	       m->signer);
-	printf("image        %s, PHP %s\n", json_string_value(json_object_get(m->image, "name")),
-	       json_string_value(json_object_get(m->image, "php")));
-	json_object_foreach (json_object_get(m->image, "packages"), pkg, v)
-		printf("  pin        %s %s\n", pkg, json_string_value(v));
+	printf("id           %s\n", id);
+	print_field("name", m->name);
+	print_field("version", m->version);
+	printf("created      %s (%lld)\nsequence     %lld\n", created, (long long)m->created, (long long)m->sequence);
+	cleanup_free char *signer = xasprintf("%s (not verified: use slate-bundle verify)", m->signer);
+	print_field("signer", signer);
+	cleanup_free char *image = xasprintf("%s, PHP %s", json_string_value(json_object_get(m->image, "name")) ?: "-",
+					     json_string_value(json_object_get(m->image, "php")) ?: "-");
+	print_field("image", image);
+	json_object_foreach (json_object_get(m->image, "packages"), pkg, v) {
+		cleanup_free char *pin = xasprintf("%s %s", pkg, json_string_value(v) ?: "-");
+		print_field("  pin", pin);
+	}
 	printf("entries      %zu\nsize         %s (%llu bytes)\n", m->n_entries,
 	       slate_human_bytes(m->total_size, size, sizeof(size)), (unsigned long long)m->total_size);
-	printf("webroot      %s\n", json_string_value(json_object_get(m->settings, "webroot")));
+	print_field("webroot", json_string_value(json_object_get(m->settings, "webroot")));
 	print_list("writable", json_object_get(m->settings, "writable"));
 	print_list("exclude", json_object_get(m->settings, "exclude"));
 	print_list("allow_secrets", json_object_get(m->settings, "allow_secrets"));

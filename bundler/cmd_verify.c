@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "slate/bundle.h"
+#include "slate/policy.h"
 #include "slate/util.h"
 
 static const char usage[] =
@@ -16,7 +17,8 @@ static const char help[] =
 	"usage: slate-bundle verify (--key PUB ... | --keys DIR) [OPTIONS] BUNDLE\n\n"
 	"Check BUNDLE in one streaming pass: the manifest's Ed25519 signature against\n"
 	"the trusted public keys, then every member against the manifest (path, type,\n"
-	"mode, size, SHA-256), refusing anything unlisted, missing or unsafe.\n"
+	"mode, size, SHA-256), refusing anything unlisted, missing or unsafe, and\n"
+	"settings or an image that slate would refuse to run (docs/SECURITY.md).\n"
 	"Prints the bundle id when valid.\n\n"
 	"  --key PUB           trust this public key (PEM); repeatable\n"
 	"  --keys DIR          trust every DIR/*.pub\n"
@@ -25,8 +27,17 @@ static const char help[] =
 	"  --max-file-size SIZE  refuse a file larger than SIZE (default 4G)\n\n"
 	"exit codes: 0 valid, 1 refused (the first problem is named), 2 usage, 3 system error\n";
 
+/* A signed manifest that the runtime would refuse is not valid either. */
+static int check_policy(void *ctx, const struct slate_manifest *m, const char *id, slate_error_t *err)
+{
+	(void)ctx;
+	(void)id;
+	return slate_policy_check(m, err);
+}
+
 int cmd_verify(int argc, char **argv)
 {
+	const struct slate_bundle_visitor policy = { .manifest = check_policy };
 	static const struct option opts[] = { { "key", required_argument, NULL, 'k' },
 					      { "keys", required_argument, NULL, 'K' },
 					      { "max-entries", required_argument, NULL, 'E' },
@@ -83,7 +94,7 @@ int cmd_verify(int argc, char **argv)
 		slate_error_sys(&err, errno, "open `%s`", argv[optind]);
 		goto out;
 	}
-	r = slate_bundle_verify_fd(fd, argv[optind], &kr, &lim, NULL, NULL, id, &err);
+	r = slate_bundle_verify_fd(fd, argv[optind], &kr, &lim, &policy, NULL, id, &err);
 	if (r == 0)
 		printf("%s\n", id);
 out:

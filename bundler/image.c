@@ -18,72 +18,9 @@
 #include "image.h"
 #include "slate/json.h"
 #include "slate/manifest.h"
+#include "slate/policy.h"
 
 #define CAPTURE_MAX_LINKS 40
-
-static int load_processes(const json_t *desc, const char *what, slate_error_t *err)
-{
-	static const char *const keys[] = { "name", "argv", NULL };
-	json_t *procs = json_object_get(desc, "processes"), *p;
-	size_t i;
-
-	if (!json_is_array(procs) || json_array_size(procs) == 0)
-		return slate_error_refuse(err, "%s: `processes` must be a non-empty list", what);
-	json_array_foreach (procs, i, p) {
-		struct slate_strv argv = { 0 };
-		const char *name = NULL;
-		int r = slate_json_known_keys(p, keys, what, err);
-		if (r == 0)
-			r = slate_json_get_string(p, "name", false, &name, what, err);
-		if (r == 0)
-			r = slate_json_get_strv(p, "argv", false, &argv, what, err);
-		if (r == 0 && (argv.n == 0 || argv.v[0][0] != '/'))
-			r = slate_error_refuse(err, "%s: process `%s` needs an absolute argv[0]", what, name);
-		slate_strv_free(&argv);
-		if (r < 0)
-			return -1;
-	}
-	return 0;
-}
-
-static int load_health(const json_t *desc, const char *what, slate_error_t *err)
-{
-	static const char *const keys[] = { "port", "path", "timeout", NULL };
-	json_t *h = json_object_get(desc, "health");
-	const char *path = NULL;
-	int64_t port = 0, timeout = 0;
-
-	if (slate_json_known_keys(h, keys, "image.json health", err) < 0 ||
-	    slate_json_get_int(h, "port", false, &port, what, err) < 0 ||
-	    slate_json_get_string(h, "path", false, &path, what, err) < 0 ||
-	    slate_json_get_int(h, "timeout", true, &timeout, what, err) < 0)
-		return -1;
-	if (port < 1 || port > 65535 || path[0] != '/')
-		return slate_error_refuse(err, "%s: health needs a port (1-65535) and an absolute path", what);
-	return 0;
-}
-
-/* "proxy_protocol": {"80": 8080}: connections that the host relays to
- * port 80 go to 8080 instead, prefixed with a PROXY v1 line, so that the
- * image's nginx sees the client's address. */
-static int load_proxy(const json_t *desc, const char *what, slate_error_t *err)
-{
-	json_t *p = json_object_get(desc, "proxy_protocol"), *v;
-	const char *key;
-
-	if (p == NULL)
-		return 0;
-	if (!json_is_object(p))
-		return slate_error_refuse(err, "%s: `proxy_protocol` must map ports to ports", what);
-	json_object_foreach (p, key, v) {
-		char *end = NULL;
-		long port = strtol(key, &end, 10);
-		if (*end != '\0' || port < 1 || port > 65535 || !json_is_integer(v) || json_integer_value(v) < 1 ||
-		    json_integer_value(v) > 65535)
-			return slate_error_refuse(err, "%s: `proxy_protocol` must map ports to ports", what);
-	}
-	return 0;
-}
 
 static int load_fields(struct image *img, slate_error_t *err)
 {
@@ -98,14 +35,15 @@ static int load_fields(struct image *img, slate_error_t *err)
 	    slate_json_get_string(d, "user", false, &img->user, what, err) < 0 ||
 	    slate_json_get_string(d, "rootfs", true, &rootfs, what, err) < 0 ||
 	    slate_json_get_strv(d, "paths", false, &img->paths, what, err) < 0 ||
-	    slate_json_get_strv(d, "dirs", true, &img->dirs, what, err) < 0 || load_processes(d, what, err) < 0 ||
-	    load_health(d, what, err) < 0)
-		return -1;
-	if (load_proxy(d, what, err) < 0)
+	    slate_json_get_strv(d, "dirs", true, &img->dirs, what, err) < 0)
 		return -1;
 	img->packages = json_object_get(d, "packages");
-	if (!json_is_object(img->packages))
-		return slate_error_refuse(err, "%s: `packages` must be an object of package: version", what);
+	/* What goes into the manifest obeys the runtime's rules (lib/policy.c). */
+	json_t *meta = image_meta(img);
+	int r = slate_policy_check_image(meta, err);
+	json_decref(meta);
+	if (r < 0)
+		return slate_error_wrap(err, "%s", what);
 	if (rootfs) {
 		if (strchr(rootfs, '/') != NULL || rootfs[0] == '.')
 			return slate_error_refuse(err, "%s: `rootfs` must name a directory beside image.json", what);

@@ -19,6 +19,7 @@
 #include "slate/json.h"
 #include "slate/manifest.h"
 #include "slate/path.h"
+#include "slate/policy.h"
 
 static const char *const always_excluded[] = { ".git", "node_modules", NULL };
 
@@ -45,38 +46,14 @@ bool project_is_secret(const char *relpath)
 	return false;
 }
 
-static int check_rel(const char *path, const char *what, slate_error_t *err)
-{
-	if (slate_path_check(path, SLATE_PATH_MAX_DEFAULT, SLATE_NAME_MAX_DEFAULT, err) < 0)
-		return slate_error_wrap(err, "slate.json: %s", what);
-	return 0;
-}
-
+/* The same rules as the runtime's (lib/policy.c), on what slate.json says. */
 static int check_settings(struct project *p, slate_error_t *err)
 {
-	if (check_rel(p->webroot, "webroot", err) < 0)
-		return -1;
-	for (size_t i = 0; i < p->writable.n; i++) {
-		if (check_rel(p->writable.v[i], "writable", err) < 0)
-			return -1;
-		if (slate_path_under(p->webroot, p->writable.v[i]))
-			return slate_error_refuse(err,
-						  "slate.json: writable `%s` contains the webroot: PHP would run "
-						  "from a writable path",
-						  p->writable.v[i]);
-		if (strpbrk(p->writable.v[i], "*?[]{};\"'\\$ ") != NULL)
-			return slate_error_refuse(err,
-						  "slate.json: writable `%s` has characters nginx rules cannot "
-						  "carry",
-						  p->writable.v[i]);
-	}
-	if (strpbrk(p->webroot, "*?[]{};\"'\\$ ") != NULL)
-		return slate_error_refuse(err, "slate.json: webroot `%s` has characters nginx rules cannot carry",
-					  p->webroot);
-	for (size_t i = 0; i < p->allow_secrets.n; i++)
-		if (check_rel(p->allow_secrets.v[i], "allow_secrets", err) < 0)
-			return -1;
-	return 0;
+	json_t *settings = project_settings(p);
+	int r = slate_policy_check_settings(settings, err);
+
+	json_decref(settings);
+	return r < 0 ? slate_error_wrap(err, "slate.json") : 0;
 }
 
 int project_load(const char *dir, struct project *p, slate_error_t *err)

@@ -45,7 +45,7 @@ int parse_json_flag(int argc, char **argv, const char *name, const char *usage, 
 
 void print_json(json_t *o)
 {
-	json_dumpf(o, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+	json_dumpf(o, stdout, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
 	putchar('\n');
 	json_decref(o);
 }

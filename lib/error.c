@@ -5,14 +5,17 @@
 #include <string.h>
 
 #include "slate/error.h"
+#include "slate/util.h"
 
-/* Messages are one line, whatever bytes a path or an untrusted manifest
- * put into them: control characters become '?'. */
-static void sanitize(char *msg)
+/* Messages are one line of safe text, whatever bytes a path or an untrusted
+ * manifest put into them: formatted, then escaped (slate_escape) into
+ * dst, so that a message is safe on a terminal, in a log and in JSON. */
+static void escape_into(char *dst, size_t size, const char *fmt, va_list ap)
 {
-	for (unsigned char *c = (unsigned char *)msg; *c; c++)
-		if (*c < 0x20 || *c == 0x7f)
-			*c = '?';
+	char raw[SLATE_ERROR_MSG_MAX];
+
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	slate_escape_buf(dst, size, raw, strlen(raw));
 }
 
 static void error_vset(slate_error_t *err, int kind, int errnum, const char *fmt, va_list ap)
@@ -21,8 +24,7 @@ static void error_vset(slate_error_t *err, int kind, int errnum, const char *fmt
 		return;
 	err->kind = kind;
 	err->errnum = errnum;
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-	sanitize(err->msg);
+	escape_into(err->msg, sizeof(err->msg), fmt, ap);
 }
 
 int slate_error_set(slate_error_t *err, int kind, int errnum, const char *fmt, ...)
@@ -90,7 +92,7 @@ int slate_error_wrap(slate_error_t *err, const char *fmt, ...)
 	if (err == NULL)
 		return -1;
 	va_start(ap, fmt);
-	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	escape_into(prefix, sizeof(prefix), fmt, ap);
 	va_end(ap);
 	memcpy(old, err->msg, sizeof(old));
 	/* Truncation of an over-long message is acceptable: keep the head. */
@@ -101,7 +103,6 @@ int slate_error_wrap(slate_error_t *err, const char *fmt, ...)
 	size_t olen = strnlen(old, room);
 	memcpy(err->msg + plen + 2, old, olen);
 	err->msg[plen + 2 + olen] = '\0';
-	sanitize(err->msg);
 	if (err->kind == 0)
 		err->kind = SLATE_EXIT_SYSTEM;
 	return -1;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "slate/path.h"
+#include "slate/policy.h"
 #include "slate/unpack.h"
 #include "slate/util.h"
 
@@ -149,11 +150,23 @@ int slate_remove_tree(const char *path, slate_error_t *err)
 	return remove_at(AT_FDCWD, path, 0, err);
 }
 
+/* The runtime's rules, checked once the signature holds and before the
+ * first byte is written: a signed bundle the bundler would refuse is
+ * refused here too (include/slate/policy.h). */
+static int unpack_manifest(void *ctx, const struct slate_manifest *m, const char *id, slate_error_t *err)
+{
+	(void)ctx;
+	(void)id;
+	return slate_policy_check(m, err);
+}
+
 int slate_bundle_unpack(int fd, const char *name, const struct slate_keyring *kr, const struct slate_limits *lim,
 			const char *dir, struct slate_manifest *out, char id[SLATE_SHA256_HEX], slate_error_t *err)
 {
 	struct unpacker u = { .root = -1, .parent = -1, .file = -1 };
-	struct slate_bundle_visitor v = { .ctx = &u, .begin = unpack_begin, .data = unpack_data, .end = unpack_end };
+	struct slate_bundle_visitor v = {
+		.ctx = &u, .manifest = unpack_manifest, .begin = unpack_begin, .data = unpack_data, .end = unpack_end
+	};
 	slate_error_t ignore = { 0 };
 	int r = -1;
 

@@ -366,3 +366,145 @@ DIR *slate_opendir_fd(int fd, const char *what, slate_error_t *err)
 	}
 	return d;
 }
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes) and its code
+ * point, or 0 if it is not one: overlong forms, surrogates and code points
+ * above U+10FFFF are invalid too (RFC 3629). */
+static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+	size_t len;
+	uint32_t c, min;
+
+	if (s[0] < 0x80) {
+		*cp = s[0];
+		return 1;
+	}
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2, c = s[0] & 0x1f, min = 0x80;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3, c = s[0] & 0x0f, min = 0x800;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4, c = s[0] & 0x07, min = 0x10000;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		c = (c << 6) | (s[i] & 0x3f);
+	}
+	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return len;
+}
+
+/* Code points a terminal acts on rather than shows: C1 controls, and the
+ * bidirectional controls that reorder what follows them (Trojan Source). */
+static bool escape_code_point(uint32_t c)
+{
+	return (c >= 0x80 && c <= 0x9f) || c == 0x061c || c == 0x200e || c == 0x200f || (c >= 0x202a && c <= 0x202e) ||
+	       (c >= 0x2066 && c <= 0x2069);
+}
+
+/* One unit of input at s: its escaped form into unit (NUL-terminated),
+ * returns the number of input bytes it covers. */
+static size_t escape_unit(const unsigned char *s, size_t n, bool backslash, char unit[8])
+{
+	uint32_t cp = 0;
+	size_t len = utf8_decode(s, n, &cp);
+
+	if (len == 0 || (len == 1 && (cp < 0x20 || cp == 0x7f))) {
+		snprintf(unit, 8, "\\x%02x", s[0]);
+		return 1;
+	}
+	if (backslash && cp == '\\') {
+		memcpy(unit, "\\\\", 3);
+		return 1;
+	}
+	if (escape_code_point(cp)) {
+		snprintf(unit, 8, "\\u%04x", (unsigned)cp);
+		return len;
+	}
+	memcpy(unit, s, len);
+	unit[len] = '\0';
+	return len;
+}
+
+/* The escaper: at most size bytes (NUL included) into out; *changed tells
+ * whether the result differs from the input. */
+static size_t escape(char *out, size_t size, const void *buf, size_t len, bool backslash, bool *changed)
+{
+	const unsigned char *s = buf;
+	size_t o = 0;
+
+	if (size == 0)
+		return 0;
+	for (size_t i = 0; i < len;) {
+		char unit[8];
+		size_t used = escape_unit(s + i, len - i, backslash, unit), ulen = strlen(unit);
+		if (o + ulen >= size)
+			break;
+		if (changed && (ulen != used || memcmp(unit, s + i, used) != 0))
+			*changed = true;
+		memcpy(out + o, unit, ulen);
+		o += ulen;
+		i += used;
+	}
+	out[o] = '\0';
+	return o;
+}
+
+size_t slate_escape_buf(char *out, size_t size, const void *buf, size_t len)
+{
+	return escape(out, size, buf, len, false, NULL);
+}
+
+char *slate_escape(const void *buf, size_t len)
+{
+	/* Worst case: 4 output bytes per input byte ("\x1b"). */
+	size_t size = len * 4 + 1;
+	char *out = xmalloc(size);
+
+	slate_escape_buf(out, size, buf, len);
+	return out;
+}
+
+char *slate_escape_str(const char *s)
+{
+	return slate_escape(s, s ? strlen(s) : 0);
+}
+
+char *slate_escape_name(const char *s, bool *escaped)
+{
+	size_t len = strlen(s), size = len * 4 + 1;
+	char *out = xmalloc(size);
+
+	if (escaped)
+		*escaped = false;
+	escape(out, size, s, len, true, escaped);
+	return out;
+}
+
+int slate_write_escaped_lines(FILE *f, const void *buf, size_t len)
+{
+	const char *p = buf, *end = p + len;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		cleanup_free char *e = slate_escape(p, n);
+		if (fputs(e, f) == EOF || (nl && fputc('\n', f) == EOF))
+			return -1;
+		p += n + (nl ? 1 : 0);
+	}
+	return 0;
+}
+
+void slate_fputs_escaped(const char *s, FILE *f)
+{
+	cleanup_free char *e = slate_escape_str(s);
+
+	fputs(e, f);
+}

@@ -166,7 +166,7 @@ int cmd_status(struct slate_ctx *ctx, int argc, char **argv)
 	const char *key;
 	json_t *val;
 	json_object_foreach (v, key, val) {
-		cleanup_free char *text = json_dumps(val, JSON_ENCODE_ANY | JSON_COMPACT);
+		cleanup_free char *text = json_dumps(val, JSON_ENCODE_ANY | JSON_COMPACT | JSON_ENSURE_ASCII);
 		printf("%-16s %s\n", key, text ? text : "");
 	}
 	json_decref(v);
@@ -209,11 +209,12 @@ int cmd_releases(struct slate_ctx *ctx, int argc, char **argv)
 		struct tm tm;
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
 		json_int_t n = json_integer_value(json_object_get(v, "number"));
+		/* The version is the signer's text: escaped. */
+		cleanup_free char *version = slate_escape_str(json_string_value(json_object_get(v, "version")));
 		printf("%c %-7lld %-12.12s %-10lld %-9s %-20s %s\n", n == cur ? '*' : ' ', (long long)n,
 		       json_string_value(json_object_get(v, "bundle")),
 		       (long long)json_integer_value(json_object_get(v, "sequence")),
-		       json_string_value(json_object_get(v, "kind")), when,
-		       json_string_value(json_object_get(v, "version")));
+		       json_string_value(json_object_get(v, "kind")), when, version);
 	}
 	json_decref(rel);
 	return 0;

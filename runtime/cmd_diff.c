@@ -185,9 +185,10 @@ static void verify_print(const struct verify_opts *o, const char *id, size_t n_e
 				     json_array_size(list) == 0));
 		return;
 	}
-	json_array_foreach (list, i, v)
-		printf("%s: %s\n", json_string_value(json_object_get(v, "path")),
-		       json_string_value(json_object_get(v, "problem")));
+	json_array_foreach (list, i, v) {
+		cleanup_free char *path = slate_escape_str(json_string_value(json_object_get(v, "path")));
+		printf("%s: %s\n", path, json_string_value(json_object_get(v, "problem")));
+	}
 	printf("%s: %zu entries of bundle %.12s checked, %zu drifted\n", o->app, n_entries, id, json_array_size(list));
 }
 

@@ -53,70 +53,12 @@ static void strv_cleanup(struct slate_strv *sv)
 
 /* ---- names: escaped for terminals and line-based files ---- */
 
-/* Length of the valid UTF-8 sequence at s that is safe to show as is (not a
- * C1 control, not a bidi override or isolate), or 0. */
-static size_t utf8_safe_len(const unsigned char *s)
-{
-	size_t n;
-	unsigned char lo = 0x80, hi = 0xbf;
-
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		n = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		n = 3;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	if (s[0] == 0xe0)
-		lo = 0xa0;
-	else if (s[0] == 0xed)
-		hi = 0x9f;
-	else if (s[0] == 0xf0)
-		lo = 0x90;
-	else if (s[0] == 0xf4)
-		hi = 0x8f;
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	if (s[0] == 0xc2 && s[1] <= 0x9f)
-		return 0; /* U+0080..U+009F */
-	if (s[0] == 0xe2 && s[1] == 0x80 && s[2] >= 0xaa && s[2] <= 0xae)
-		return 0; /* U+202A..U+202E */
-	if (s[0] == 0xe2 && s[1] == 0x81 && s[2] >= 0xa6 && s[2] <= 0xa9)
-		return 0; /* U+2066..U+2069 */
-	return n;
-}
-
-/* A copy of s with '\\' doubled and every byte that is not printable ASCII
- * or safe UTF-8 as \xHH; *escaped tells whether anything changed. */
+/* The one escaper (slate_escape_name): controls, C1, bidi controls and
+ * invalid UTF-8 as escapes, '\\' doubled; *escaped tells whether anything
+ * changed. */
 static char *escape_name(const char *s, bool *escaped)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	size_t len = strlen(s), o = 0;
-	char *out = xmalloc(4 * len + 1);
-
-	if (escaped)
-		*escaped = false;
-	while (*p) {
-		size_t n = *p >= 0x80 ? utf8_safe_len(p) : 0;
-		if (*p >= 0x20 && *p < 0x7f && *p != '\\') {
-			out[o++] = (char)*p++;
-		} else if (n > 0) {
-			memcpy(out + o, p, n);
-			o += n;
-			p += n;
-		} else {
-			o += (size_t)(*p == '\\' ? sprintf(out + o, "\\\\") : sprintf(out + o, "\\x%02x", *p));
-			p++;
-			if (escaped)
-				*escaped = true;
-		}
-	}
-	out[o] = '\0';
-	return out;
+	return slate_escape_name(s, escaped);
 }
 
 /* ---- opening beneath the upper ---- */

@@ -43,7 +43,11 @@ static char *read_in_root(int rootfd, const char *path, slate_error_t *err)
 	char *buf;
 
 	if (fd < 0) {
-		slate_error_sys(err, errno, "open `/%s` of the image", path);
+		/* Missing, or not a file of the tree: the bundle's content, refused. */
+		if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP || errno == EISDIR)
+			slate_error_refuse(err, "the image has no `/%s` (%s)", path, strerror(errno));
+		else
+			slate_error_sys(err, errno, "open `/%s` of the image", path);
 		return NULL;
 	}
 	buf = slate_read_fd((int)fd, path, 4 << 20, NULL, err);

@@ -528,7 +528,8 @@ static int find_tail(struct tail_file *f, long need, long *found, slate_error_t 
 	return 0;
 }
 
-/* Copy f from its position to its end; *last: the last byte copied. */
+/* Copy f from its position to its end, each line escaped (the instance
+ * wrote it: slate_escape); *last: the last byte copied. */
 static int drain(int fd, FILE *out, char *last, slate_error_t *err)
 {
 	static char buf[1 << 16];
@@ -541,7 +542,7 @@ static int drain(int fd, FILE *out, char *last, slate_error_t *err)
 			return slate_error_sys(err, errno, "read a log file");
 		if (r == 0)
 			break;
-		if (fwrite(buf, 1, (size_t)r, out) != (size_t)r)
+		if (slate_write_escaped_lines(out, buf, (size_t)r) < 0)
 			return slate_error_sys(err, errno ? errno : EIO, "write the log");
 		*last = buf[r - 1];
 	}

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "slate/policy.h"
 #include "slate/unpack.h"
 #include "store.h"
 
@@ -370,7 +371,7 @@ static int parse_json(const struct slate_stored *s, const char *name, struct sla
 	buf = slate_read_file(path, lim.max_manifest_bytes, &len, err);
 	if (buf == NULL)
 		return slate_error_wrap(err, "bundle %.12s is not in the store", s->id);
-	return slate_manifest_parse(buf, len, &lim, m, err);
+	return slate_manifest_parse(buf, len, &lim, m, err) < 0 ? -1 : slate_policy_check(m, err);
 }
 
 static int start_load(const char *root, const char *id, struct slate_stored *out, slate_error_t *err)
@@ -572,23 +573,6 @@ static int entry_path_cmp(const void *key, const void *elem)
 	return slate_entry_order_cmp(&k, elem);
 }
 
-/* A name added on the host may hold any byte: escaped (\xHH) so that it
- * cannot forge a line of the report or drive a terminal. */
-static char *escape_name(const char *path)
-{
-	size_t n = strlen(path);
-	char *out = xmalloc(4 * n + 1), *o = out;
-
-	for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
-		if (*p < 0x20 || *p >= 0x7f || *p == '\\')
-			o += sprintf(o, "\\x%02x", *p);
-		else
-			*o++ = (char)*p;
-	}
-	*o = '\0';
-	return out;
-}
-
 /* Every entry below dirfd that the manifest does not list. */
 static int find_added(struct checker *c, int dirfd, const char *rel, int depth, slate_error_t *err)
 {
@@ -600,13 +584,15 @@ static int find_added(struct checker *c, int dirfd, const char *rel, int depth, 
 		struct stat st;
 		if (bsearch(path, c->s->m.entries, c->s->m.n_entries, sizeof(struct slate_entry), entry_path_cmp) ==
 		    NULL) {
-			cleanup_free char *shown = escape_name(path);
+			/* A name added on the host may hold any byte. */
+			cleanup_free char *shown = slate_escape_name(path, NULL);
 			problem(c, shown, "added");
 		}
 		if (fstatat(dirfd, names.v[i], &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
 			continue;
 		if (depth >= STORE_MAX_DEPTH) {
-			problem(c, path, "too deep");
+			cleanup_free char *shown = slate_escape_name(path, NULL);
+			problem(c, shown, "too deep");
 			continue;
 		}
 		cleanup_close int sub = openat(dirfd, names.v[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

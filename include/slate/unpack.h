@@ -15,7 +15,9 @@
 #include "slate/bundle.h"
 
 /* Verify the bundle on fd and unpack it into dir, which must not exist
- * (it is created 0700). On success dir holds the verified tree, synced to
+ * (it is created 0700). A signed manifest whose settings, image or links
+ * break the runtime's rules (slate_policy_check) is refused before the
+ * first entry is written. On success dir holds the verified tree, synced to
  * disk, the verified manifest goes to *out (if not NULL) and the id to id;
  * the caller makes it visible (a rename). On failure dir is removed. */
 int slate_bundle_unpack(int fd, const char *name, const struct slate_keyring *kr, const struct slate_limits *lim,

@@ -81,6 +81,27 @@ DIR *slate_opendir_fd(int fd, const char *what, slate_error_t *err);
 int slate_parse_size(const char *s, uint64_t *out, slate_error_t *err);
 int slate_parse_u64(const char *s, uint64_t *out, slate_error_t *err);
 
+/* Make any bytes safe to show on a terminal, in a log line or a JSON
+ * string: C0 controls (ESC included), DEL and invalid UTF-8 bytes (so raw
+ * C1 bytes 0x80-0x9f too) become "\xNN"; the C1 controls U+0080-U+009F
+ * and the bidirectional controls (U+061C, U+200E, U+200F, U+202A-U+202E,
+ * U+2066-U+2069) become "\uNNNN". Everything else is kept as is, backslashes too (PHP
+ * class names in logs stay readable). The one
+ * escaper for everything slate prints from a bundle or an instance.
+ * slate_escape_buf writes at most size bytes (NUL included), never a
+ * partial escape, and returns the length written. */
+size_t slate_escape_buf(char *out, size_t size, const void *buf, size_t len);
+char *slate_escape(const void *buf, size_t len);
+char *slate_escape_str(const char *s);
+void slate_fputs_escaped(const char *s, FILE *f);
+/* The same for a file name that must stay unambiguous (slate diff, its
+ * tar's lists): backslashes doubled too; *escaped (may be NULL) tells
+ * whether anything changed. */
+char *slate_escape_name(const char *s, bool *escaped);
+/* Bytes from an instance (a log) as lines: each line escaped, its '\n'
+ * kept. 0, or -1 with errno set by stdio. */
+int slate_write_escaped_lines(FILE *f, const void *buf, size_t len);
+
 /* Format a byte count as "12.3 MiB" into buf. */
 const char *slate_human_bytes(unsigned long long n, char *buf, size_t len);
 

@@ -638,7 +638,8 @@ static void test_lookup_user_symlink_stays_in_root(void **state)
 	free(mirror_rel);
 }
 
-/* The file missing altogether: an error naming it, no fallback. */
+/* The file missing altogether: a refusal of the bundle's content (exit 1,
+ * not a system error) naming it, no fallback. */
 static void test_lookup_user_no_passwd(void **state)
 {
 	int root = image_root(state, NULL);
@@ -647,7 +648,7 @@ static void test_lookup_user_no_passwd(void **state)
 	gid_t gid = 0;
 
 	assert_int_equal(instance_lookup_user(root, "www-data", &uid, &gid, &err), -1);
-	assert_error(&err, SLATE_EXIT_SYSTEM, "etc/passwd");
+	assert_error(&err, SLATE_EXIT_REFUSED, "the image has no `/etc/passwd`");
 	close(root);
 }
 

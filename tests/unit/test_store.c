@@ -58,13 +58,19 @@ static int fixture_setup(void **state)
 	m.version = xstrdup("1");
 	m.created = 1700000000;
 	m.sequence = 5;
-	m.image = json_pack("{s:s}", "name", "php-8.2");
-	m.settings = json_pack("{s:s}", "webroot", "web");
-	add_entry(&m, "etc", SLATE_ENTRY_DIR, 0755);
+	/* What the one validator accepts: the image's mount points, the
+	 * webroot and the writable directories. */
+	m.image = json_loads(test_image_json, 0, NULL);
+	m.settings = json_loads(test_settings_json, 0, NULL);
+	static const char *const dirs[] = { "dev", "etc", "proc", "run", "sys", "tmp", "app", NULL };
+	for (size_t i = 0; dirs[i]; i++)
+		add_entry(&m, dirs[i], SLATE_ENTRY_DIR, 0755);
 	add_text(&m, "etc/hosts", 0644, "127.0.0.1 localhost\n");
-	add_entry(&m, "app", SLATE_ENTRY_DIR, 0755);
 	add_text(&m, "app/index.php", 0644, "<?php echo 1;\n");
 	add_link(&m, "app/l", "index.php");
+	add_entry(&m, "app/storage", SLATE_ENTRY_DIR, 0755);
+	add_entry(&m, "app/web", SLATE_ENTRY_DIR, 0755);
+	add_entry(&m, "app/web/cpresources", SLATE_ENTRY_DIR, 0755);
 	/* Enough incompressible bytes that the end of the file is far from its head. */
 	char *big = xmalloc(200001);
 	uint32_t x = 7;
@@ -75,6 +81,7 @@ static int fixture_setup(void **state)
 	big[200000] = '\0';
 	add_text(&m, "app/z-big", 0644, big);
 	free(big);
+	slate_manifest_sort(&m);
 	int r = slate_bundle_write(f->bundle, &m, &f->key, 3, 0, NULL, f->id, &err);
 	slate_manifest_free(&m);
 	return r;

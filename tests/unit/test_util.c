@@ -272,6 +272,105 @@ static void test_read_file_missing(void **state)
 	free(path);
 }
 
+/* ---- slate_escape ---- */
+
+static void assert_escaped(const char *in, size_t len, const char *want)
+{
+	char *got = slate_escape(in, len);
+
+	if (strcmp(got, want) != 0)
+		fail_msg("escaped `%s`, want `%s`", got, want);
+	free(got);
+}
+
+#define ESCAPED(lit, want) assert_escaped(lit, sizeof(lit) - 1, want)
+
+static void test_escape_keeps_text(void **state)
+{
+	(void)state;
+	ESCAPED("plain/path.php", "plain/path.php");
+	ESCAPED("caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80",
+		"caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80");
+	ESCAPED("craft\\web\\Application", "craft\\web\\Application");
+	ESCAPED("", "");
+}
+
+static void test_escape_c0_and_del(void **state)
+{
+	(void)state;
+	ESCAPED("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m");
+	ESCAPED("a\nb\rc\td\x07", "a\\x0ab\\x0dc\\x09d\\x07");
+	ESCAPED("x\x7fy", "x\\x7fy");
+	ESCAPED("nul\0here", "nul\\x00here");
+}
+
+/* C1 controls: U+0080-U+009F as UTF-8, and raw 0x80-0x9f bytes (invalid
+ * UTF-8, what an 8-bit terminal reads as CSI). */
+static void test_escape_c1(void **state)
+{
+	(void)state;
+	ESCAPED("\xc2\x9b"
+		"2J",
+		"\\u009b2J");
+	ESCAPED("\xc2\x80\xc2\x9f", "\\u0080\\u009f");
+	ESCAPED("\x9b"
+		"2J",
+		"\\x9b2J");
+	ESCAPED("\x85", "\\x85");
+	ESCAPED("\xc2\xa0", "\xc2\xa0"); /* U+00A0 is text */
+}
+
+static void test_escape_bidi(void **state)
+{
+	(void)state;
+	ESCAPED("evil\xe2\x80\xaetxt.php", "evil\\u202etxt.php");
+	ESCAPED("\xe2\x80\xaa\xe2\x80\xab\xe2\x80\xac\xe2\x80\xad", "\\u202a\\u202b\\u202c\\u202d");
+	ESCAPED("\xe2\x81\xa6\xe2\x81\xa7\xe2\x81\xa8\xe2\x81\xa9", "\\u2066\\u2067\\u2068\\u2069");
+	ESCAPED("\xe2\x80\x8e\xe2\x80\x8f\xd8\x9c", "\\u200e\\u200f\\u061c");
+	ESCAPED("\xe2\x80\xaf", "\xe2\x80\xaf"); /* U+202F, a space */
+}
+
+static void test_escape_invalid_utf8(void **state)
+{
+	(void)state;
+	ESCAPED("\xc0\xaf", "\\xc0\\xaf"); /* overlong '/' */
+	ESCAPED("\xe0\x80\xaf", "\\xe0\\x80\\xaf"); /* overlong */
+	ESCAPED("\xed\xa0\x80", "\\xed\\xa0\\x80"); /* a surrogate */
+	ESCAPED("\xf4\x90\x80\x80", "\\xf4\\x90\\x80\\x80"); /* above U+10FFFF */
+	ESCAPED("\xe2\x80", "\\xe2\\x80"); /* truncated */
+	ESCAPED("\xe2\x80\x1b", "\\xe2\\x80\\x1b"); /* an ESC cannot hide in a sequence */
+	ESCAPED("\xff\xfe", "\\xff\\xfe");
+}
+
+/* A bounded buffer gets whole escapes only, always NUL-terminated. */
+static void test_escape_buf_bounded(void **state)
+{
+	char buf[8];
+
+	(void)state;
+	assert_int_equal(slate_escape_buf(buf, sizeof(buf), "ab\x1b\x1b", 4), 6);
+	assert_string_equal(buf, "ab\\x1b");
+	assert_int_equal(slate_escape_buf(buf, 3, "abcdef", 6), 2);
+	assert_string_equal(buf, "ab");
+	assert_int_equal(slate_escape_buf(buf, sizeof(buf), "\xe2\x80\xae", 3), 6);
+	assert_string_equal(buf, "\\u202e");
+	assert_int_equal(slate_escape_buf(buf, 6, "\xe2\x80\xae", 3), 0);
+	assert_string_equal(buf, "");
+}
+
+/* Error messages go through the escaper: a path from a manifest cannot
+ * move the cursor, and wrapping does not escape twice. */
+static void test_error_messages_escaped(void **state)
+{
+	slate_error_t err = { 0 };
+
+	(void)state;
+	slate_error_refuse(&err, "unsafe path `%s`", "\x1b[2J\xe2\x80\xae.php");
+	assert_string_equal(err.msg, "unsafe path `\\x1b[2J\\u202e.php`");
+	slate_error_wrap(&err, "bundle `%s`", "a\x9b" "b");
+	assert_string_equal(err.msg, "bundle `a\\x9bb`: unsafe path `\\x1b[2J\\u202e.php`");
+}
+
 int main(void)
 {
 	const struct CMUnitTest size[] = {
@@ -292,9 +391,19 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_file_large, tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(test_read_file_missing, tmpdir_setup, tmpdir_teardown),
 	};
+	const struct CMUnitTest escape[] = {
+		cmocka_unit_test(test_escape_keeps_text),
+		cmocka_unit_test(test_escape_c0_and_del),
+		cmocka_unit_test(test_escape_c1),
+		cmocka_unit_test(test_escape_bidi),
+		cmocka_unit_test(test_escape_invalid_utf8),
+		cmocka_unit_test(test_escape_buf_bounded),
+		cmocka_unit_test(test_error_messages_escaped),
+	};
 	int failed = 0;
 
 	failed += cmocka_run_group_tests_name("util-size", size, NULL, NULL);
+	failed += cmocka_run_group_tests_name("util-escape", escape, NULL, NULL);
 	failed += cmocka_run_group_tests_name("util-files", files, NULL, NULL);
 	return failed ? 1 : 0;
 }

@@ -103,3 +103,12 @@ void add_link(struct slate_manifest *m, const char *path, const char *target)
 {
 	add_entry(m, path, SLATE_ENTRY_SYMLINK, 0777)->target = xstrdup(target);
 }
+
+const char test_image_json[] =
+	"{\"name\":\"php-8.2\",\"php\":\"8.2.36\",\"packages\":{\"nginx\":\"1.22\"},\"user\":\"www-data\","
+	"\"processes\":[{\"name\":\"php-fpm\",\"argv\":[\"/usr/sbin/php-fpm8.2\",\"--nodaemonize\"]},"
+	"{\"name\":\"nginx\",\"argv\":[\"/usr/sbin/nginx\"]}],"
+	"\"health\":{\"port\":80,\"path\":\"/\",\"timeout\":30},\"proxy_protocol\":{\"80\":8080}}";
+const char test_settings_json[] =
+	"{\"webroot\":\"web\",\"writable\":[\"storage\",\"web/cpresources\"],\"exclude\":[\"*.log\"],"
+	"\"allow_secrets\":[]}";

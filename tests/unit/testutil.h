@@ -57,4 +57,9 @@ size_t count_entries(const char *dir);
 struct slate_entry *add_entry(struct slate_manifest *m, const char *path, enum slate_entry_type type, unsigned mode);
 void add_link(struct slate_manifest *m, const char *path, const char *target);
 
+/* A bundle's image and settings that the one validator (lib/policy.c)
+ * accepts, as JSON text: what a build of the example makes, in short. */
+extern const char test_image_json[];
+extern const char test_settings_json[];
+
 #endif
