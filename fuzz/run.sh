@@ -35,7 +35,10 @@ for name in $names; do
 	done
 	log=$work/$name.log
 	rc=0
-	"$build/fuzz/fuzz_$name" -max_total_time="$secs" -print_final_stats=1 -max_len=65536 \
+	# Inputs may grow to 64 KiB, or to the largest seed (a whole tar).
+	max_len=$(find "$corpus" -type f -printf '%s\n' | sort -n | tail -1)
+	[ "${max_len:-0}" -gt 65536 ] || max_len=65536
+	"$build/fuzz/fuzz_$name" -max_total_time="$secs" -print_final_stats=1 -max_len="$max_len" \
 		-rss_limit_mb=1024 -malloc_limit_mb=512 -timeout=10 -artifact_prefix="$work/$name-" \
 		"$corpus" >"$log" 2>&1 || rc=$?
 	execs=$(awk '/stat::number_of_executed_units/ { print $2 }' "$log")

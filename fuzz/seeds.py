@@ -5,8 +5,9 @@
 
 From a real bundle (built by slate-bundle with the tests' key), write
 OUTDIR/manifest/full.json (its manifest), and a small bundle of the same
-shape, re-signed with KEY: its image and settings, and only the app's
-entries of at most 4 KiB (and the directories above them), as
+shape, re-signed with KEY: its image and settings, every directory
+(the runtime's mount points among them), the app's links, the app's files
+of at most 4 KiB and the image's of at most 256 bytes, as
 OUTDIR/bundle/small.slate (zstd) and OUTDIR/bundle_tar/small.tar (the tar
 inside), plus OUTDIR/manifest/small.json. A small seed keeps every
 execution fast; the fuzzer grows it from there.
@@ -38,7 +39,8 @@ def main():
     keep = set()
     for e in b.manifest["entries"]:
         p = e["path"]
-        if (p == "app" or p.startswith("app/")) and (e["type"] != "file" or e["size"] <= LIMIT):
+        is_app = p == "app" or p.startswith("app/")
+        if e["type"] == "dir" or (is_app and e["type"] == "symlink") or (e["type"] == "file" and e["size"] <= (LIMIT if is_app else 256)):
             keep.add(p)
     for p in list(keep):
         while "/" in p:
