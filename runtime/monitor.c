@@ -134,20 +134,62 @@ static void note(struct monitor *m, const char *fmt, const char *arg)
 		logfile_note(m->log, fmt, arg);
 }
 
-/* "[IP:]HOSTPORT:PORT" */
+/* Specs come from the operator's flags and from app.json: parsed whole,
+ * strictly (sscanf took "8080:80junk", "+80" and overflowed on long
+ * numbers). A port is 1 to 5 decimal digits and at least min; an address
+ * is dotted-quad IPv4 as inet_pton reads it. */
+static bool spec_port(const char *s, size_t len, int min, int *out)
+{
+	int v = 0;
+
+	if (len == 0 || len > 5)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return v >= min && v <= 65535;
+}
+
+static bool spec_ipv4(const char *s, size_t len, char out[INET_ADDRSTRLEN])
+{
+	struct in_addr addr;
+
+	if (len == 0 || len >= INET_ADDRSTRLEN)
+		return false;
+	memcpy(out, s, len);
+	out[len] = '\0';
+	return inet_pton(AF_INET, out, &addr) == 1;
+}
+
+/* "[IP:]PORT" of length len: the address (default 127.0.0.1) and port. */
+static bool spec_endpoint(const char *s, size_t len, int min, char ip[INET_ADDRSTRLEN], int *port)
+{
+	const char *colon = memchr(s, ':', len);
+
+	if (colon == NULL) {
+		strcpy(ip, "127.0.0.1");
+		return spec_port(s, len, min, port);
+	}
+	return spec_ipv4(s, (size_t)(colon - s), ip) && spec_port(colon + 1, len - (size_t)(colon - s) - 1, min, port);
+}
+
+/* "[IP:]HOSTPORT:PORT"; host port 0: the kernel chooses one, and ps and
+ * status show which. */
 static int parse_port(const char *s, struct port *p, slate_error_t *err)
 {
-	char ip[64] = "127.0.0.1";
-	struct in_addr addr;
+	char ip[INET_ADDRSTRLEN];
+	const char *last = s ? strrchr(s, ':') : NULL;
 	int a = 0, b = 0;
 
-	if (sscanf(s, "%63[0-9.]:%d:%d", ip, &a, &b) != 3 && (strcpy(ip, "127.0.0.1"), sscanf(s, "%d:%d", &a, &b) != 2))
-		return slate_error_usage(err, "port `%s` is not [HOSTIP:]HOSTPORT:PORT", s);
-	if (inet_pton(AF_INET, ip, &addr) != 1)
-		return slate_error_usage(err, "port `%s`: `%s` is not an IPv4 address", s, ip);
-	/* Host port 0: the kernel chooses one; ps and status show which. */
-	if (a < 0 || a > 65535 || b < 1 || b > 65535)
-		return slate_error_usage(err, "port `%s`: ports are 1-65535 (0 for any host port)", s);
+	if (last == NULL || !spec_endpoint(s, (size_t)(last - s), 0, ip, &a) ||
+	    !spec_port(last + 1, strlen(last + 1), 1, &b))
+		return slate_error_usage(
+			err,
+			"port `%s` is not [HOSTIP:]HOSTPORT:PORT (an IPv4 address, ports 1-65535, 0 for any host port)",
+			s ? s : "");
 	p->host_ip = xstrdup(ip);
 	p->host_port = a;
 	p->port = b;
@@ -158,17 +200,14 @@ static int parse_port(const char *s, struct port *p, slate_error_t *err)
 /* "[IP:]PORT=HOST:HOSTPORT" */
 static int parse_connect(const char *s, struct connect *c, slate_error_t *err)
 {
-	char ip[64] = "127.0.0.1", host[64];
-	struct in_addr addr;
+	char ip[INET_ADDRSTRLEN], host[INET_ADDRSTRLEN];
+	const char *eq = s ? strchr(s, '=') : NULL, *colon = eq ? strchr(eq + 1, ':') : NULL;
 	int a = 0, b = 0;
 
-	if (sscanf(s, "%63[0-9.]:%d=%63[0-9.]:%d", ip, &a, host, &b) != 4 &&
-	    (strcpy(ip, "127.0.0.1"), sscanf(s, "%d=%63[0-9.]:%d", &a, host, &b) != 3))
-		return slate_error_usage(err, "connect `%s` is not [IP:]PORT=HOST:HOSTPORT", s);
-	if (inet_pton(AF_INET, ip, &addr) != 1 || inet_pton(AF_INET, host, &addr) != 1)
-		return slate_error_usage(err, "connect `%s`: not an IPv4 address", s);
-	if (a < 1 || a > 65535 || b < 1 || b > 65535)
-		return slate_error_usage(err, "connect `%s`: ports are 1-65535", s);
+	if (colon == NULL || !spec_endpoint(s, (size_t)(eq - s), 1, ip, &a) ||
+	    !spec_ipv4(eq + 1, (size_t)(colon - eq - 1), host) || !spec_port(colon + 1, strlen(colon + 1), 1, &b))
+		return slate_error_usage(
+			err, "connect `%s` is not [IP:]PORT=HOST:HOSTPORT (IPv4 addresses, ports 1-65535)", s ? s : "");
 	c->ip = xstrdup(ip);
 	c->port = a;
 	c->host = xstrdup(host);

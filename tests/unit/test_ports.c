@@ -1,6 +1,7 @@
 /* Unit tests for -p and --connect specs (runtime/monitor.c,
- * monitor_check_spec): an address that is not IPv4 is a usage error
- * before anything starts; host port 0 asks the kernel for a port. */
+ * monitor_check_spec): an address that is not IPv4, or anything more or
+ * less than the spec, is a usage error before anything starts; host port
+ * 0 asks the kernel for a port. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,6 +34,35 @@ static void test_bad_addresses_are_usage_errors(void **state)
 	}
 }
 
+/* Each of these sscanf read as a valid spec (found by fuzz_spec; the
+ * inputs are in fuzz/regress/spec too). */
+static void test_whole_spec_is_parsed(void **state)
+{
+	static const char *const bad[] = { "127.0.0.1:8080:80xyz",
+					   "8080:80 ",
+					   " 8080:80",
+					   "+8080:80",
+					   "8080:-80",
+					   "8080:99999999999999999999",
+					   "1:19=\xb8:",
+					   "3306=127.0.0.1:3306junk",
+					   "3306=127.0.0.1:",
+					   "=127.0.0.1:3306",
+					   ":8080:80",
+					   "127.0.0.1::80",
+					   "",
+					   ":" };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		slate_error_t err = { 0 };
+		if (monitor_check_spec(bad[i], &err) == 0)
+			fail_msg("`%s` accepted", bad[i]);
+		assert_int_equal(err.kind, SLATE_EXIT_USAGE);
+		assert_int_equal(monitor_spec_host_port(bad[i]), 0);
+	}
+}
+
 static void test_good_specs(void **state)
 {
 	static const char *const good[] = { "127.0.0.1:8080:80",   "8080:80",
@@ -53,6 +83,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_addresses_are_usage_errors),
+		cmocka_unit_test(test_whole_spec_is_parsed),
 		cmocka_unit_test(test_good_specs),
 	};
 
