@@ -466,7 +466,7 @@ static unsigned evidence_prune(struct tamper *t, int dfd, bool crash, size_t kee
 			continue;
 		if (n == cap)
 			v = xrealloc(v, (cap = cap ? cap * 2 : 64) * sizeof(*v));
-		snprintf(v[n].name, sizeof(v[n].name), "%s", de->d_name);
+		memcpy(v[n].name, de->d_name, strlen(de->d_name) + 1); /* length checked above */
 		v[n].mtime = st.st_mtime;
 		v[n].size = st.st_size;
 		total += (uint64_t)st.st_size;

@@ -3,7 +3,8 @@
  * a plain directory standing for an upper: a webshell raises one event
  * with its hash and its evidence, harmless files raise nothing, a new
  * directory is watched with what it already holds, a symlink is never
- * followed, and a flood stays within the event and evidence bounds. */
+ * followed, a flood stays within the event and evidence bounds, the hook
+ * gets each event on its stdin, and heals are rate-limited. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -288,6 +290,56 @@ static void test_flood_is_bounded(void **state)
 	assert_int_equal(stat(evdir, &st), 0);
 }
 
+static int heals;
+
+static int count_heal(void *arg, unsigned gen, slate_error_t *err)
+{
+	(void)arg;
+	(void)err;
+	assert_int_equal(gen, 1);
+	heals++;
+	return 0;
+}
+
+/* The hook gets the event on stdin (its child reaped through
+ * tamper_reaped); a heal is asked for once, the next one within 10 s is
+ * suppressed. */
+static void test_hook_and_heal(void **state)
+{
+	struct fx *f = *state;
+	cleanup_free char *out = xasprintf("%s/hook.out", f->tmp), *cmd = xasprintf("cat >>%s", out);
+	cleanup_free char *ev = NULL, *got = NULL;
+	json_t *opts = json_pack("{s:s,s:b}", "on_tamper", cmd, "heal", 1);
+	slate_error_t err = { 0 };
+	int status;
+	pid_t pid;
+
+	tamper_free(f->t);
+	f->t = tamper_new(&f->ctx, "t", f->app_dir, NULL, &(struct tamper_hooks){ count_heal, NULL }, &err);
+	assert_non_null(f->t);
+	assert_int_equal(tamper_watch(f->t, 1, f->scratch, 3, "abc", &err), 0);
+	tamper_configure(f->t, opts);
+	json_decref(opts);
+	heals = 0;
+	put(f, "app/storage/one.php", "1");
+	pump(f);
+	put(f, "app/storage/two.php", "2");
+	pump(f);
+	for (int i = 0; i < 2; i++) {
+		pid = waitpid(-1, &status, 0);
+		assert_true(pid > 0);
+		assert_true(tamper_reaped(f->t, pid, status));
+	}
+	got = read_text(out);
+	assert_non_null(strstr(got, "\"path\":\"/app/storage/one.php\""));
+	assert_non_null(strstr(got, "\"path\":\"/app/storage/two.php\""));
+	assert_int_equal(heals, 1);
+	ev = events(f);
+	assert_int_equal(count(ev, "\"heal\":\"started\""), 1);
+	assert_int_equal(count(ev, "\"heal\":\"suppressed"), 1);
+	assert_false(tamper_reaped(f->t, 1, 0));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -299,6 +351,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_new_directory_and_symlink, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_name_escaped, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_flood_is_bounded, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_hook_and_heal, fx_setup, fx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
