@@ -508,7 +508,7 @@ static bool evidence_save(struct tamper *t, const char *buf, size_t n, const cha
 		evidence_prune(t, dfd, false, TAMPER_EVIDENCE_FILES, (uint64_t)n, (uint64_t)TAMPER_EVIDENCE_BYTES);
 	(void)unlinkat(dfd, tmp, 0);
 	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, buf, n) != (ssize_t)n || fsync(fd) < 0 || renameat(dfd, tmp, dfd, sha) < 0) {
+	if (fd < 0 || write(fd, buf, n) != (ssize_t)n || renameat(dfd, tmp, dfd, sha) < 0) {
 		(void)unlinkat(dfd, tmp, 0);
 		return false;
 	}

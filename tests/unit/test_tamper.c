@@ -290,6 +290,56 @@ static void test_flood_is_bounded(void **state)
 	assert_int_equal(stat(evdir, &st), 0);
 }
 
+/* More events than the kernel queues (16384 by default): the overflow
+ * is answered by a rescan that finds the webshell written amid them. */
+static void test_overflow_rescans(void **state)
+{
+	struct fx *f = *state;
+	cleanup_free char *ev = NULL;
+
+	for (int i = 0; i < 12000; i++) {
+		char rel[64];
+		snprintf(rel, sizeof(rel), "app/storage/n%d.txt", i);
+		put(f, rel, "");
+	}
+	put(f, "app/storage/amid.php", "<?php");
+	pump(f);
+	ev = events(f);
+	assert_non_null(strstr(ev, "\"kind\":\"overflow\""));
+	assert_non_null(strstr(ev, "\"path\":\"/app/storage/amid.php\""));
+}
+
+/* Past the watch cap: said once, and a file in an unwatched directory is
+ * found by the periodic rescan. */
+static void test_watch_limit_rescans(void **state)
+{
+	struct fx *f = *state;
+	cleanup_free char *ev = NULL;
+	char rel[64];
+
+	for (int i = 0; i < TAMPER_MAX_WATCHES + 10; i++) {
+		snprintf(rel, sizeof(rel), "app/storage/d%d/keep", i);
+		put(f, rel, "");
+		if (i % 100 == 0)
+			pump(f);
+	}
+	pump(f);
+	ev = events(f);
+	assert_int_equal(count(ev, "\"kind\":\"watch-limit\""), 1);
+	snprintf(rel, sizeof(rel), "app/storage/d%d/late.php", TAMPER_MAX_WATCHES + 9);
+	sleep(1); /* a ctime after the last scan */
+	put(f, rel, "x");
+	pump(f);
+	free(ev);
+	ev = events(f);
+	assert_null(strstr(ev, "late.php"));
+	sleep(TAMPER_RESCAN_SECONDS);
+	tamper_tick(f->t);
+	free(ev);
+	ev = events(f);
+	assert_non_null(strstr(ev, "late.php"));
+}
+
 static int heals;
 
 static int count_heal(void *arg, unsigned gen, slate_error_t *err)
@@ -352,6 +402,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hostile_name_escaped, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_flood_is_bounded, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_hook_and_heal, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_overflow_rescans, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_watch_limit_rescans, fx_setup, fx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
