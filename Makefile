@@ -24,12 +24,13 @@ DEPS := $(DEPS_BUILD) $(DEPS_RUNTIME) $(DEPS_TEST) $(DEPS_BENCH)
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # slate-monitor, one per running app, is linked statically with only what
-# it runs (sections nobody calls are dropped; neither libarchive nor
-# libcrypto is linked, so the link fails if a monitor path ever needs
-# them): its resident memory is its own few pages, not the shared
-# libraries' relocations. MONITOR_LINK=dynamic for sanitizer builds.
+# it runs (sections nobody calls are dropped; libarchive is not linked, so
+# the link fails if a monitor path ever needs it, and of libcrypto only the
+# SHA-256 block functions the tamper alarm calls are pulled in): its
+# resident memory is its own few pages, not the shared libraries'
+# relocations. MONITOR_LINK=dynamic for sanitizer builds.
 MONITOR_LINK ?= static
-MONITOR_PKGS := jansson libcap libseccomp
+MONITOR_PKGS := jansson libcap libseccomp libcrypto
 ifeq ($(MONITOR_LINK),static)
 MONITOR_LDFLAGS := -static-pie -Wl,--gc-sections
 MONITOR_LIBS := $(shell pkg-config --static --libs $(MONITOR_PKGS) 2>/dev/null)

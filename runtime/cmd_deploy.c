@@ -22,7 +22,8 @@
 static const char deploy_usage[] =
 	"slate [--root DIR] deploy [--key PUB | --keys DIR] APP BUNDLE [-p [HOSTIP:]HOSTPORT:PORT ...] "
 	"[--connect [IP:]PORT=HOST:HOSTPORT ...] [--env-file F] [--env K=V ...] [--memory SIZE] [--pids N] [--cpus N] "
-	"[--tmpfs-size SIZE] [--timeout SECONDS] [--drain-timeout SECONDS] [--allow-downgrade]";
+	"[--tmpfs-size SIZE] [--timeout SECONDS] [--drain-timeout SECONDS] [--allow-downgrade] [--on-tamper CMD] "
+	"[--heal | --no-heal]";
 static const char deploy_help[] =
 	"usage: slate [--root DIR] deploy [OPTIONS] APP BUNDLE\n\n"
 	"Verify and store BUNDLE, start a new instance of it, wait until it is healthy\n"
@@ -40,7 +41,11 @@ static const char deploy_help[] =
 	"  --timeout SECONDS       how long the new instance has to become healthy (default 30)\n"
 	"  --drain-timeout SECONDS  how long connections open at a switch may go on on the old\n"
 	"                          instance before it is stopped (default 30; kept with the app)\n"
-	"  --allow-downgrade       accept a bundle with a lower build sequence than the current one\n";
+	"  --allow-downgrade       accept a bundle with a lower build sequence than the current one\n"
+	"  --on-tamper CMD         on a tamper event, run CMD with /bin/sh -c on the host, the event as\n"
+	"                          JSON on its stdin (\"\" removes it; kept with the app)\n"
+	"  --heal, --no-heal       on a tamper event, redeploy the current release at once (at most\n"
+	"                          once per 10 s; kept with the app)\n";
 
 struct deploy_opts {
 	struct slate_keyring kr;
@@ -115,6 +120,12 @@ static int parse_opt(struct deploy_opts *o, int c, const char *arg, slate_error_
 		json_object_set_new(o->set, "drain_timeout", json_integer((json_int_t)v));
 		break;
 	case 'D': o->allow_downgrade = true; break;
+	case 'O':
+		if (json_object_set_new(o->set, "on_tamper", json_string(arg)) < 0)
+			return slate_error_usage(err, "--on-tamper: the command is not UTF-8");
+		break;
+	case 'H':
+	case 'N': json_object_set_new(o->set, "heal", json_boolean(c == 'H')); break;
 	default: r = parse_limit(o->set, c, arg, err);
 	}
 	slate_strv_free(&scratch);
@@ -136,6 +147,9 @@ static int parse_args(int argc, char **argv, struct deploy_opts *o, int position
 					      { "timeout", required_argument, NULL, 'T' },
 					      { "allow-downgrade", no_argument, NULL, 'D' },
 					      { "drain-timeout", required_argument, NULL, 'W' },
+					      { "on-tamper", required_argument, NULL, 'O' },
+					      { "heal", no_argument, NULL, 'H' },
+					      { "no-heal", no_argument, NULL, 'N' },
 					      { "help", no_argument, NULL, 'h' },
 					      { NULL, 0, NULL, 0 } };
 	int c;

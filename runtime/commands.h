@@ -33,6 +33,8 @@ int cmd_gc(struct slate_ctx *ctx, int argc, char **argv);
 int cmd_audit(struct slate_ctx *ctx, int argc, char **argv);
 int cmd_port(struct slate_ctx *ctx, int argc, char **argv);
 int cmd_connect(struct slate_ctx *ctx, int argc, char **argv);
+int cmd_events(struct slate_ctx *ctx, int argc, char **argv);
+int cmd_save_upper(struct slate_ctx *ctx, int argc, char **argv);
 
 /* --key PUB / --keys DIR handling shared by the commands that verify:
  * with neither, the default directory; an empty result is refused. */

@@ -15,7 +15,7 @@
 #include "slate/util.h"
 #include "store.h"
 
-enum { NEEDS_ROOT = 1 };
+enum { NEEDS_ROOT = 1, INTERNAL = 2 /* run by the monitor: not in the help */ };
 
 struct command {
 	const char *name;
@@ -44,6 +44,8 @@ static const struct command commands[] = {
 	{ "connect", cmd_connect, NEEDS_ROOT, "switch an app's granted services on or off" },
 	{ "gc", cmd_gc, NEEDS_ROOT, "remove stored bundles no recent release uses" },
 	{ "audit", cmd_audit, NEEDS_ROOT, "show the audit log" },
+	{ "events", cmd_events, NEEDS_ROOT, "an app's tamper events (-f to follow)" },
+	{ "save-upper", cmd_save_upper, INTERNAL, "keep what a crashed instance wrote (the monitor runs it)" },
 };
 
 static const char usage[] = "slate [--root DIR] [--run-dir DIR] COMMAND [OPTIONS]";
@@ -52,7 +54,8 @@ static void help(FILE *out)
 {
 	fprintf(out, "usage: %s\n\ncommands:\n", usage);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+		if (!(commands[i].flags & INTERNAL))
+			fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
 	fputs("\nglobal options:\n"
 	      "  --root DIR     state and store (default " SLATE_DEFAULT_ROOT
 	      ")\n"

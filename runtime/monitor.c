@@ -37,6 +37,7 @@
 #include "relay.h"
 #include "slate/json.h"
 #include "slate/path.h"
+#include "tamper.h"
 
 #define MAX_GENS 4
 #define MAX_PORTS 16
@@ -75,6 +76,7 @@ struct gen {
 	int listen[MAX_PORTS]; /* granted services: listeners inside it */
 	double started, drain_until;
 	bool exited, draining, stopping;
+	bool heal; /* started by the tamper alarm: the old one stops at the switch */
 	int status;
 };
 
@@ -107,6 +109,7 @@ struct monitor {
 	int ctl, sfd, host_netns;
 	struct relay *relay;
 	struct logfile *log;
+	struct tamper *tamper;
 	unsigned next_id, restarts;
 	double backoff, restart_at;
 	json_int_t restart_release;
@@ -519,6 +522,10 @@ static struct gen *gen_start(struct monitor *m, const char *bundle_id, json_int_
 	if (g->in == NULL)
 		goto fail;
 	g->started = now();
+	if (tamper_watch(m->tamper, g->id, instance_scratch_fd(g->in), g->release, g->bundle.id, err) < 0) {
+		note(m, "tamper: %s", err->msg);
+		memset(err, 0, sizeof(*err));
+	}
 	open_connects(m, g);
 	close(null);
 	close(out[1]);
@@ -754,6 +761,7 @@ static void apply_options(struct monitor *m, json_t *options)
 		m->next_nports = 0;
 		m->next_ready = false;
 	}
+	tamper_configure(m->tamper, m->options);
 	if (conns_same)
 		return;
 	for (size_t i = 0; i < m->nconnects; i++) {
@@ -775,7 +783,7 @@ static void switch_to(struct monitor *m, struct gen *g)
 
 	if (old) {
 		old->draining = true;
-		old->drain_until = now() + (double)(drain > 0 ? drain : MONITOR_DRAIN_SECONDS);
+		old->drain_until = g->heal ? now() : now() + (double)(drain > 0 ? drain : MONITOR_DRAIN_SECONDS);
 		/* No graceful-stop signal here: nginx would close idle keep-alive
 		 * connections under clients that are sending on them (a lost
 		 * request); they finish on the old instance until they close, or
@@ -868,6 +876,37 @@ static void start_deploy(struct monitor *m, int client, json_t *req)
 	m->health.deadline = now() + (timeout > 0 ? (double)timeout : MONITOR_HEALTH_TIMEOUT);
 	m->health.next_try = now() + 0.02;
 	m->restart_at = 0;
+}
+
+/* The tamper alarm's --heal: a fresh generation of the serving release,
+ * health checked and switched to as a redeploy is, without a CLI waiting. */
+static int heal(void *arg, unsigned id, slate_error_t *err)
+{
+	struct monitor *m = arg;
+	char rel[32];
+	int free_slot = -1;
+	struct gen *g;
+
+	if (m->stopping || m->current == NULL || m->current->id != id)
+		return slate_error_refuse(err, "not the serving instance");
+	if (m->health.g != NULL)
+		return slate_error_refuse(err, "a deploy is in progress");
+	snprintf(rel, sizeof(rel), "%lld", (long long)m->current->release);
+	for (int i = 0; i < MAX_GENS && free_slot < 0; i++)
+		if (m->gens[i] == NULL)
+			free_slot = i;
+	if (free_slot < 0)
+		return slate_error_refuse(err, "too many instances draining");
+	g = gen_start(m, m->current->bundle.id, m->current->release, m->options, err);
+	if (g == NULL)
+		return -1;
+	g->heal = true;
+	gen_add(m, g);
+	m->health.g = g;
+	m->health.deadline = now() + MONITOR_HEALTH_TIMEOUT;
+	m->health.next_try = now() + 0.005;
+	note(m, "tamper: healing: a fresh instance of release %s", rel);
+	return 0;
 }
 
 /* Hand an fd (the instance's tmpfs, or a pidfd of its init) to the CLI. */
@@ -1076,6 +1115,7 @@ static void gen_remove(struct monitor *m, struct gen *g)
 		if (m->gens[i] == g)
 			m->gens[i] = NULL;
 	relay_close_tag(m->relay, (int)g->id);
+	tamper_unwatch(m->tamper, g->id);
 	instance_finish(g->in, &ignore);
 	g->in = NULL;
 	gen_free(g);
@@ -1092,6 +1132,7 @@ static void on_exit_gen(struct monitor *m, struct gen *g)
 	}
 	/* The serving instance died: restart it, backing off. */
 	note(m, "instance exited with status %s; restarting", buf);
+	tamper_crash(m->tamper, g->id, instance_scratch_fd(g->in), g->release, g->bundle.id);
 	m->restart_release = g->release;
 	if (now() - g->started > MONITOR_BACKOFF_MAX)
 		m->backoff = 1;
@@ -1112,6 +1153,8 @@ static void reap(struct monitor *m)
 	pid_t pid;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (tamper_reaped(m->tamper, pid, status))
+			continue;
 		for (int i = 0; i < MAX_GENS; i++) {
 			struct gen *g = m->gens[i];
 			if (g && g->in && instance_pid(g->in) == pid) {
@@ -1173,7 +1216,7 @@ static void idle_tick(struct monitor *m)
 
 /* ---- the loop ---- */
 
-enum pkind { P_SIG, P_CTL, P_PORT, P_CONN, P_RELAY, P_OUT, P_ERR, P_HEALTH, P_WAITER };
+enum pkind { P_SIG, P_CTL, P_PORT, P_CONN, P_RELAY, P_OUT, P_ERR, P_HEALTH, P_WAITER, P_TAMPER };
 
 /* A poll set names what it polls by identity (a generation's id, never
  * reused; an index), not by pointer: a handler may free a generation, or
@@ -1223,6 +1266,8 @@ static void build_pollset(struct monitor *m, struct pset *s)
 		padd(s, m->health.fd, m->health.state == 1 ? POLLOUT : POLLIN, P_HEALTH, 0, 0);
 	if (m->health.client >= 0)
 		padd(s, m->health.client, POLLIN | POLLRDHUP, P_WAITER, 0, 0);
+	for (size_t i = 0; i < TAMPER_NFDS; i++)
+		padd(s, *tamper_fd(m->tamper, i), POLLIN, P_TAMPER, 0, i);
 }
 
 static void on_ctl(struct monitor *m)
@@ -1286,6 +1331,7 @@ static int *entry_fd(struct monitor *m, const struct pset *s, int i, struct gen 
 	case P_ERR: fd = g ? &g->err : NULL; break;
 	case P_HEALTH: fd = &m->health.fd; break;
 	case P_WAITER: fd = &m->health.client; break;
+	case P_TAMPER: fd = tamper_fd(m->tamper, k); break;
 	}
 	return fd && *fd == s->fds[i].fd ? fd : NULL;
 }
@@ -1318,6 +1364,7 @@ static void dispatch(struct monitor *m, struct pset *s)
 			if (m->health.g)
 				deploy_fail(m, "the deploy command went away before the switch");
 			break;
+		case P_TAMPER: tamper_dispatch(m->tamper, s->idx[i]); break;
 		case P_RELAY: break;
 		}
 	}
@@ -1342,6 +1389,7 @@ static int run_loop(struct monitor *m)
 		relay_expire(m->relay);
 		log_rate_tick(m);
 		idle_tick(m);
+		tamper_tick(m->tamper);
 		if (m->stopping && all_gone(m))
 			break;
 		build_pollset(m, &s);
@@ -1425,6 +1473,10 @@ static int monitor_init(struct monitor *m, slate_error_t *err)
 	m->log = logfile_open(m->p.logs, LOG_MAX_BYTES, LOG_KEEP, err);
 	if (m->host_netns < 0 || m->relay == NULL || m->log == NULL)
 		return m->host_netns < 0 ? slate_error_sys(err, errno, "open the host network namespace") : -1;
+	m->tamper = tamper_new(m->ctx, m->app, m->p.dir, m->log, &(struct tamper_hooks){ heal, m }, err);
+	if (m->tamper == NULL)
+		return -1;
+	tamper_configure(m->tamper, m->options);
 	if (load_network(m, err) < 0 || open_ports(m, err) < 0 || listen_ctl(m, err) < 0 || setup_signals(m, err) < 0)
 		return -1;
 	return 0;
@@ -1435,6 +1487,7 @@ static void monitor_free(struct monitor *m)
 	free_network(m);
 	discard_next_ports(m);
 	free(m->restart_bundle);
+	tamper_free(m->tamper);
 	if (m->ctl >= 0)
 		close(m->ctl);
 	if (m->sfd >= 0)

@@ -35,7 +35,7 @@ test_expect_success 'every app command has --help (exit 0, its usage on stdout)'
 	done
 '
 
-test_expect_success 'slate-monitor: --help; links neither libarchive nor OpenSSL; static unless sanitized' '
+test_expect_success 'slate-monitor: --help; links no shared library (libarchive, OpenSSL) unless sanitized' '
 	"$SLATE_BUILD/slate-monitor" --help | grep -q "^usage: slate-monitor --root DIR --run-dir DIR APP"
 	test_must_fail --code 2 "$SLATE_BUILD/slate-monitor" --root "$ROOT" "$APP"
 	test_must_fail --code 2 "$SLATE_BUILD/slate-monitor" --root "$ROOT" --run-dir "$RUN" "Bad/Name"
