@@ -1126,6 +1126,10 @@ static void on_exit_gen(struct monitor *m, struct gen *g)
 	char buf[32];
 
 	snprintf(buf, sizeof(buf), "%d", init_exit_code(g->status));
+	/* A deploy's (or a heal's) instance that dies under its health check
+	 * fails that deploy now: the check must not outlive its generation. */
+	if (g == m->health.g)
+		deploy_fail(m, "its instance exited");
 	if (g != m->current || m->stopping) {
 		gen_remove(m, g);
 		return;

@@ -203,6 +203,32 @@ test_expect_success 'port 0: ps and status show the port the kernel chose, and i
 	sl rm t85port
 '
 
+test_expect_success 'an instance that dies under its health check fails its deploy at once; the old release serves' '
+	test "$(sl deploy --key "$PUB" t85die "$V1" -p 127.0.0.1:0:80)" = 1
+	real=$(sl status --json t85die | pj "j[\"ports\"][0]")
+	p=${real#127.0.0.1:}
+	p=${p%%->80}
+	wait_http "$p"
+	mpid=$(monitor_pid t85die)
+	wait_children "$mpid" 1
+	# The bad release answers 500: its health check would go on for 60 s.
+	bg_start "$TEST_TMP/die.out" "$SLATE" --root "$ROOT" --run-dir "$RUN" deploy --key "$PUB" --timeout 60 t85die "$BAD"
+	pid=$BG_PID
+	wait_children "$mpid" 2
+	new=$(ps --ppid "$mpid" -o pid= --sort=start_time | tail -n 1)
+	kill -KILL $new
+	start=$(date +%s)
+	rc=0; wait "$pid" || rc=$?
+	cat "$TEST_TMP/die.out"
+	test "$rc" = 1
+	test $(($(date +%s) - start)) -lt 10
+	assert_file_has_content "$TEST_TMP/die.out" "its instance exited"
+	test "$(sl status --json t85die | pj "j[\"release\"]")" = 1
+	test "$(get "$p" /)" = 200
+	kill -0 "$mpid"
+	sl rm t85die
+'
+
 # ---- 17: failed first deploys ----
 
 test_expect_success 'a failed first deploy (unhealthy bundle): exit 1, no monitor, no state, status and ps know nothing' '
