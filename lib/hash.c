@@ -1,10 +1,13 @@
 /* slate: SHA-256 helpers (see include/slate/hash.h). */
+/* Before any OpenSSL header: slate_sha256_buf uses the block functions. */
+#define OPENSSL_API_COMPAT 10101
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include "slate/hash.h"
 #include "slate/util.h"
@@ -62,13 +65,27 @@ void slate_sha256_free(slate_sha256_t *h)
 	h->ctx = NULL;
 }
 
+/* One buffer: OpenSSL's SHA-256 block functions (SHA-NI where the CPU has
+ * it, as with EVP), not the EVP layer: no context to allocate, and
+ * slate-monitor, linked statically with only what it calls, hashes tamper
+ * evidence without pulling in the provider machinery. Deprecated as an API
+ * in OpenSSL 3, not removed; this is the one place that uses them. */
 int slate_sha256_buf(const void *buf, size_t len, unsigned char out[SLATE_SHA256_LEN], slate_error_t *err)
 {
-	unsigned int n = 0;
+	SHA256_CTX c;
 
-	if (EVP_Digest(buf, len, out, &n, sha256(), NULL) != 1 || n != SLATE_SHA256_LEN)
+	if (SHA256_Init(&c) != 1 || SHA256_Update(&c, buf, len) != 1 || SHA256_Final(out, &c) != 1)
 		return slate_error_fail(err, "sha256: digest failed");
 	return 0;
+}
+
+void slate_sha256_hex(const void *buf, size_t len, char out[SLATE_SHA256_HEX])
+{
+	unsigned char d[SLATE_SHA256_LEN] = { 0 };
+	slate_error_t ignore = { 0 };
+
+	(void)slate_sha256_buf(buf, len, d, &ignore);
+	slate_hex(d, sizeof(d), out);
 }
 
 int slate_sha256_fd(int fd, const char *name, unsigned char out[SLATE_SHA256_LEN], unsigned long long *size,

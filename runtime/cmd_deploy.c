@@ -2,6 +2,7 @@
  * zero-downtime switch done by the app's monitor. The CLI holds the app's
  * lock for the whole command; the release is recorded only once the new
  * instance serves. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,8 +106,16 @@ static int parse_opt(struct deploy_opts *o, int c, const char *arg, slate_error_
 	case 'E':
 		r = env_add_file(&scratch, arg, err);
 		if (r == 0) {
-			cleanup_free char *abs = realpath(arg, NULL);
-			json_object_set_new(o->set, "env_file", json_string(abs ? abs : arg));
+			/* Kept as given, made absolute without resolving links:
+			 * every start re-opens it with the same checks (no link
+			 * on the path), as this one did. */
+			cleanup_free char *cwd = arg[0] == '/' ? NULL : getcwd(NULL, 0);
+			cleanup_free char *abs = arg[0] == '/' ? xstrdup(arg)
+						 : cwd         ? xasprintf("%s/%s", cwd, arg)
+							       : NULL;
+			if (abs == NULL)
+				return slate_error_sys(err, errno, "the working directory, to keep env file `%s`", arg);
+			json_object_set_new(o->set, "env_file", json_string(abs));
 		}
 		break;
 	case 'T':

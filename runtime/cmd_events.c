@@ -36,10 +36,10 @@ static void events_on_signal(int sig)
 
 /* The events file is the monitor's (root's), its strings already escaped;
  * printed text still never carries a control byte to the terminal. */
+/* A field of an event, as the one escaper shows it ("-" when absent). */
 static void put_text(const char *s, FILE *out)
 {
-	for (const unsigned char *c = (const unsigned char *)(s ? s : "-"); *c; c++)
-		fputc(*c < 0x20 || *c == 0x7f ? '?' : *c, out);
+	slate_fputs_escaped(s ? s : "-", out);
 }
 
 static void print_event(const char *line, bool as_json, FILE *out)

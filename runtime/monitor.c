@@ -43,7 +43,9 @@
 #define MAX_PORTS 16
 #define MAX_POLL 128
 /* Attack review items 11-13: what the app can make its monitor spend. */
-#define MONITOR_FD_RESERVE 256 /* fds the relay leaves to the control socket, logs, generations */
+/* fds the relay leaves to the control socket, logs, generations, and the
+ * tamper alarm's directory fds (one per watch, and a walk's depth). */
+#define MONITOR_FD_RESERVE (256 + TAMPER_MAX_WATCHES + 2 * TAMPER_DEPTH)
 #define MONITOR_MEMORY (256ull << 20) /* the monitor's own cgroup */
 #define MONITOR_ACCEPT_PAUSE 0.25 /* s without accepting after EMFILE and kin */
 #define MONITOR_LOG_PAUSE 0.05 /* s without reading the instance's output when over the log rate */
@@ -1558,8 +1560,11 @@ int monitor_main(struct slate_ctx *ctx, const char *app)
 	app_paths(ctx, app, &m.p);
 	monitor_limits(&m);
 	lock = open(m.p.monitor_lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) < 0)
+	if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) < 0) {
+		if (lock >= 0)
+			close(lock);
 		return SLATE_EXIT_SYSTEM; /* another monitor is alive */
+	}
 	if (monitor_cgroup(&m, &err) < 0 || monitor_init(&m, &err) < 0) {
 		if (m.log)
 			logfile_note(m.log, "monitor: %s", err.msg);

@@ -1,6 +1,4 @@
 /* slate: the tamper alarm (see tamper.h). */
-/* Before any OpenSSL header: the SHA-256 block functions (see below). */
-#define OPENSSL_API_COMPAT 10101
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,15 +17,14 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "slate/hash.h"
 #include "slate/path.h"
 #include "slate/util.h"
-#include <openssl/sha.h>
 
 #include "tamper.h"
 
 #define TAMPER_GENS 8
 #define TAMPER_RECENT 64
-#define TAMPER_DEPTH 64
 #define TAMPER_CRASH_HELPERS 2
 #define WATCH_MASK (IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_EXCL_UNLINK | IN_ONLYDIR)
 
@@ -87,25 +84,6 @@ const char *tamper_classify(const char *name, char type, const unsigned char *he
 	if (n > 0 && (contains_ci(head, n, "<?php") || contains_ci(head, n, "<?=")))
 		return "php-code";
 	return NULL;
-}
-
-/* ---- SHA-256, for the evidence names and the events ---- */
-
-/* OpenSSL's SHA-256 block functions, not its EVP layer: slate-monitor is
- * linked statically with only what it calls, and the EVP layer would pull
- * in the provider machinery (and its start-up allocations) for one hash.
- * They are deprecated as an API in OpenSSL 3, not removed; this is the
- * one place that uses them. */
-void tamper_sha256_hex(const void *buf, size_t len, char out[65])
-{
-	unsigned char d[SHA256_DIGEST_LENGTH];
-	SHA256_CTX c;
-
-	SHA256_Init(&c);
-	SHA256_Update(&c, buf, len);
-	SHA256_Final(d, &c);
-	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
-		snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
 /* ---- state ---- */
@@ -390,7 +368,7 @@ static unsigned evidence_prune(struct tamper *t, int dfd, bool crash, size_t kee
 	size_t n = 0, cap = 0, first = 0;
 	uint64_t total = 0;
 	unsigned dropped = 0;
-	int fd = dup(dfd);
+	int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *de;
 	struct stat st;
@@ -623,7 +601,7 @@ static void take_content(struct tamper *t, int fd, const struct stat *st, struct
 	}
 	f->size = (unsigned long long)st->st_size;
 	f->truncated = (unsigned long long)n < f->size;
-	tamper_sha256_hex(buf, n, f->sha);
+	slate_sha256_hex(buf, n, f->sha);
 	f->saved = evidence_save(t, buf, n, f->sha);
 }
 
@@ -694,6 +672,7 @@ struct scan {
 	struct tamper *t;
 	struct tgen *g;
 	double since; /* examine names whose ctime is at or after (realtime); < 0: none */
+	bool on_event; /* a directory created or moved in, not a rescan */
 	size_t visited;
 };
 
@@ -712,12 +691,16 @@ static void watch_dir(struct scan *s, int dirfd, const char *rel, int depth)
 		return (void)close(dirfd);
 	for (size_t i = 0; i < t->nw; i++)
 		if (t->w[i].gen == s->g->id && t->w[i].ino == st.st_ino) {
-			/* Known (renamed, or a rescan): its name now. */
+			/* Known (renamed, or a rescan): its name now. A rename
+			 * moves nothing that was not examined already: no
+			 * rescan, so renaming a big tree back and forth costs
+			 * the monitor nothing. */
 			if (strcmp(t->w[i].rel, rel) != 0) {
 				free(t->w[i].rel);
 				t->w[i].rel = xstrdup(rel);
 			}
-			scan_dir(s, dirfd, rel, depth);
+			if (!s->on_event)
+				scan_dir(s, dirfd, rel, depth);
 			return (void)close(dirfd);
 		}
 	if (t->nw == TAMPER_MAX_WATCHES) {
@@ -852,7 +835,7 @@ static void on_event(struct tamper *t, const struct inotify_event *ev)
 		return;
 	if (ev->mask & IN_ISDIR) {
 		cleanup_free char *sub = w->rel[0] ? xasprintf("%s/%s", w->rel, ev->name) : xstrdup(ev->name);
-		struct scan s = { .t = t, .g = g, .since = 0 };
+		struct scan s = { .t = t, .g = g, .since = 0, .on_event = true };
 		int fd = openat(w->dirfd, ev->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		/* A new directory: watch it, and look at what it already holds
 		 * (written before the watch existed). */

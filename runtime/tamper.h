@@ -45,6 +45,8 @@
 #define TAMPER_WINDOW_SECONDS 10
 #define TAMPER_WINDOW_EVENTS 50 /* recorded in full per window; the rest counted */
 #define TAMPER_MAX_WATCHES 1024
+/* Deepest directory watched or scanned (a walk holds an fd per level). */
+#define TAMPER_DEPTH 64
 #define TAMPER_RESCAN_SECONDS 5
 #define TAMPER_SCAN_MAX 100000 /* entries visited by one rescan */
 #define TAMPER_HEAL_SECONDS 10
@@ -57,10 +59,6 @@
  * them, or "#!" or "\x7fELF" at the start). type: 'f' file (head holds
  * its first n bytes), 'l' symlink, 'd' directory, 'o' other (name only). */
 const char *tamper_classify(const char *name, char type, const unsigned char *head, size_t n);
-
-/* SHA-256 without OpenSSL (the monitor links neither OpenSSL nor
- * libarchive); out gets 64 hex digits and a NUL. */
-void tamper_sha256_hex(const void *buf, size_t len, char out[65]);
 
 struct tamper;
 

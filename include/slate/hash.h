@@ -19,6 +19,8 @@ int slate_sha256_final(slate_sha256_t *h, unsigned char out[SLATE_SHA256_LEN], s
 void slate_sha256_free(slate_sha256_t *h);
 
 int slate_sha256_buf(const void *buf, size_t len, unsigned char out[SLATE_SHA256_LEN], slate_error_t *err);
+/* The same as 64 hex digits and a NUL (all zeros if OpenSSL failed). */
+void slate_sha256_hex(const void *buf, size_t len, char out[SLATE_SHA256_HEX]);
 /* Hash an open file from its current offset to EOF; *size gets the byte count. */
 int slate_sha256_fd(int fd, const char *name, unsigned char out[SLATE_SHA256_LEN], unsigned long long *size,
 		    slate_error_t *err);

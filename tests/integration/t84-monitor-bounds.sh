@@ -3,8 +3,9 @@
 #
 # 11: idle connections are closed after the idle timeout (lowered here
 #     with SLATE_RELAY_IDLE_TIMEOUT); one client address is capped (the
-#     caps come from the monitor's fd limit, lowered here to 1024: 128 in
-#     all, 64 per port, 16 per address) while another address is served,
+#     caps come from the monitor's fd limit, lowered here to 2176, less
+#     a reserve of 1408 (256, the tamper alarm's 1024 watches and 128 fds
+#     of its walks): 128 in all, 64 per port, 16 per address) while another address is served,
 #     `slate status` answers throughout and the monitor's fds stay bounded.
 # 12: the monitor's relay sockets have small fixed buffers; the monitor
 #     runs in a cgroup of its own with a memory limit, in `status --json`.
@@ -27,7 +28,7 @@ monitor_status() { sl status --json "$APP"; }
 fd_count() { ls "/proc/$1/fd" | wc -l; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-test_expect_success 'setup: a bundle with ip.php and flood.php; the app deployed on 80 and 8080 with 1024 fds' '
+test_expect_success 'setup: a bundle with ip.php and flood.php; the app deployed on 80 and 8080 with 2176 fds' '
 	apps_setup &&
 	src=$TEST_TMP/src-flood &&
 	cp -a "$SLATE_TOP/examples/craft-site" "$src" &&
@@ -44,7 +45,7 @@ test_expect_success 'setup: a bundle with ip.php and flood.php; the app deployed
 	build_bundle "$src" "$FLOOD" 10 &&
 	pick_ports 3 18380 18399 >"$TEST_TMP/ports" &&
 	p1=$(sed -n 1p "$TEST_TMP/ports") && p2=$(sed -n 2p "$TEST_TMP/ports") &&
-	(ulimit -n 1024 && ulimit -Hn 1024 &&
+	(ulimit -n 2176 && ulimit -Hn 2176 &&
 	 SLATE_RELAY_IDLE_TIMEOUT=$IDLE SLATE_RELAY_HALF_CLOSE_TIMEOUT=$IDLE \
 		sl deploy --key "$PUB" "$APP" "$FLOOD" -p "127.0.0.1:$p1:80" -p "127.0.0.1:$p2:8080") >"$TEST_TMP/out" &&
 	test "$(cat "$TEST_TMP/out")" = 1 &&

@@ -69,33 +69,6 @@ static void test_classify_content(void **state)
 	assert_null(tamper_classify("x.txt", 'f', (const unsigned char *)"<?ph", 4));
 }
 
-static void test_sha256_matches_openssl(void **state)
-{
-	size_t big = 3 << 20;
-	unsigned char *buf = xmalloc(big), bin[SLATE_SHA256_LEN];
-	char mine[65], theirs[65];
-	slate_error_t err = { 0 };
-
-	(void)state;
-	for (size_t i = 0; i < big; i++)
-		buf[i] = (unsigned char)(i * 2654435761u >> 13);
-	tamper_sha256_hex("abc", 3, mine);
-	assert_string_equal(mine, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-	tamper_sha256_hex("", 0, mine);
-	assert_string_equal(mine, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-	for (size_t n = 0; n < 300; n++) {
-		tamper_sha256_hex(buf, n, mine);
-		assert_int_equal(slate_sha256_buf(buf, n, bin, &err), 0);
-		slate_hex(bin, sizeof(bin), theirs);
-		assert_string_equal(mine, theirs);
-	}
-	tamper_sha256_hex(buf, big, mine);
-	assert_int_equal(slate_sha256_buf(buf, big, bin, &err), 0);
-	slate_hex(bin, sizeof(bin), theirs);
-	assert_string_equal(mine, theirs);
-	free(buf);
-}
-
 /* ---- the watcher, on a plain directory ---- */
 
 /* dir/rel holding text, its parents made as needed. */
@@ -203,7 +176,7 @@ static void test_webshell_raises_one_event_with_evidence(void **state)
 	char sha[65];
 	cleanup_free char *ev = NULL, *evpath = NULL, *saved = NULL;
 
-	tamper_sha256_hex(shell, strlen(shell), sha);
+	slate_sha256_hex(shell, strlen(shell), sha);
 	put(f, "app/web/cpresources/x.php", shell);
 	put(f, "app/web/cpresources/site.css", "body{}");
 	put(f, "app/storage/notes.txt", "<?xml but no php");
@@ -382,7 +355,6 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_classify_names),
 		cmocka_unit_test(test_classify_content),
-		cmocka_unit_test(test_sha256_matches_openssl),
 		cmocka_unit_test_setup_teardown(test_webshell_raises_one_event_with_evidence, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_new_directory_and_symlink, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_name_escaped, fx_setup, fx_teardown),

@@ -19,6 +19,7 @@
 
 #include "testutil.h"
 
+#include "slate/hash.h"
 #include "slate/util.h"
 
 /* ---- helpers (the temporary directory per test: tmpdir_setup in testutil.c) ---- */
@@ -367,16 +368,45 @@ static void test_error_messages_escaped(void **state)
 	(void)state;
 	slate_error_refuse(&err, "unsafe path `%s`", "\x1b[2J\xe2\x80\xae.php");
 	assert_string_equal(err.msg, "unsafe path `\\x1b[2J\\u202e.php`");
-	slate_error_wrap(&err, "bundle `%s`", "a\x9b" "b");
+	slate_error_wrap(&err, "bundle `%s`",
+			 "a\x9b"
+			 "b");
 	assert_string_equal(err.msg, "bundle `a\\x9bb`: unsafe path `\\x1b[2J\\u202e.php`");
+}
+
+/* slate_sha256_buf (OpenSSL's block functions) against the known vectors
+ * and the streaming EVP helpers, at every length around the block size. */
+static void test_sha256_buf_matches_streaming(void **state)
+{
+	size_t big = 3 << 20;
+	unsigned char *buf = xmalloc(big), a[SLATE_SHA256_LEN], b[SLATE_SHA256_LEN];
+	char hex[SLATE_SHA256_HEX];
+	slate_error_t err = { 0 };
+
+	(void)state;
+	for (size_t i = 0; i < big; i++)
+		buf[i] = (unsigned char)(i * 2654435761u >> 13);
+	slate_sha256_hex("abc", 3, hex);
+	assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	slate_sha256_hex("", 0, hex);
+	assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	for (size_t n = 0; n <= big; n = n < 300 ? n + 1 : n * 4 + 7) {
+		slate_sha256_t h;
+		assert_int_equal(slate_sha256_buf(buf, n, a, &err), 0);
+		assert_int_equal(slate_sha256_init(&h, &err), 0);
+		assert_int_equal(slate_sha256_update(&h, buf, n, &err), 0);
+		assert_int_equal(slate_sha256_final(&h, b, &err), 0);
+		slate_sha256_free(&h);
+		assert_memory_equal(a, b, sizeof(a));
+	}
+	free(buf);
 }
 
 int main(void)
 {
 	const struct CMUnitTest size[] = {
-		cmocka_unit_test(test_size_units),
-		cmocka_unit_test(test_size_refuses_malformed),
-		cmocka_unit_test(test_size_refuses_overflow),
+		cmocka_unit_test(test_sha256_buf_matches_streaming), cmocka_unit_test(test_size_units),
+		cmocka_unit_test(test_size_refuses_malformed),       cmocka_unit_test(test_size_refuses_overflow),
 		cmocka_unit_test(test_size_refuses_empty),
 	};
 	const struct CMUnitTest files[] = {
