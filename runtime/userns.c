@@ -97,16 +97,19 @@ static const struct {
 
 /* In the helper, inside the new namespace (as its owner it holds
  * CAP_SYS_RESOURCE there, which /proc/sys/user asks for; /proc/sys/user
- * shows the writer's own namespace's values). A file the kernel lacks
- * (no fanotify in this build) is skipped; any other failure stops. */
-static int set_ns_limits(void)
+ * shows the writer's own namespace's values, looked up when a file is
+ * opened, so from dir, /proc/sys/user opened while the helper was still
+ * root: the helper's uid need not be able to search the host's path to it,
+ * "/" being 0700 on some hosts). A file the kernel lacks (no fanotify in
+ * this build) is skipped; any other failure stops. */
+static int set_ns_limits(int dir)
 {
 	for (size_t i = 0; i < sizeof(ns_limits) / sizeof(ns_limits[0]); i++) {
 		char path[64], text[16];
 		int fd, n;
 
-		snprintf(path, sizeof(path), "/proc/sys/user/%s", ns_limits[i].name);
-		fd = open(path, O_WRONLY | O_CLOEXEC);
+		snprintf(path, sizeof(path), "%s", ns_limits[i].name);
+		fd = openat(dir, path, O_WRONLY | O_CLOEXEC);
 		if (fd < 0 && errno == ENOENT)
 			continue;
 		if (fd < 0)
@@ -159,12 +162,12 @@ static int keep_sys_admin(void)
 static void userns_helper(const struct slate_idmap *map, int go, int ready)
 {
 	char c = 0;
-	int e = 0;
+	int e = 0, dir = open("/proc/sys/user", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
-	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || setgroups(0, NULL) < 0 ||
+	if (dir < 0 || prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || setgroups(0, NULL) < 0 ||
 	    setresgid(map->gid_base, map->gid_base, map->gid_base) < 0 ||
 	    setresuid(map->uid_base, map->uid_base, map->uid_base) < 0 || keep_sys_admin() < 0 ||
-	    geteuid() != map->uid_base || unshare(CLONE_NEWUSER) < 0 || set_ns_limits() < 0)
+	    geteuid() != map->uid_base || unshare(CLONE_NEWUSER) < 0 || set_ns_limits(dir) < 0)
 		e = errno ? errno : EPERM;
 	c = e ? (char)(e > 0 && e < 127 ? e : EPERM) : 'r';
 	if (write(ready, &c, 1) != 1 || e)
