@@ -85,7 +85,16 @@ $run "$bundle" -- /usr/local/bin/probe exit 0
 rootfs=$work/root/store/$id/root
 bpfs=("$work"/root/cache/*.bpf)
 [ ${#bpfs[@]} = 1 ] || { echo "bench/run.sh: expected one cached filter, found ${#bpfs[@]}" >&2; exit 1; }
-bpf=${bpfs[0]}
+# The cache file holds a header and its key ahead of the program
+# (docs/SECCOMP.md): bwrap wants the program alone.
+bpf=$work/filter.bpf
+python3 - "${bpfs[0]}" "$bpf" <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+keylen = struct.unpack_from("<Q", data, 16)[0]
+start = (24 + keylen + 7) // 8 * 8
+open(sys.argv[2], "wb").write(data[start:])
+PY
 probe=/usr/local/bin/probe
 
 # crun: an overlay of the store copy with upper/work on a tmpfs, and configs
