@@ -347,11 +347,10 @@ int attach_pty_open(const struct winsize *ws, slate_error_t *err)
 	return steal_fd(&master);
 }
 
-int attach_send_fd(int sock, int fd, slate_error_t *err)
+int attach_send_msg_fd(int sock, const void *msg, size_t len, int fd)
 {
 	char ctl[CMSG_SPACE(sizeof(int))] = { 0 };
-	slate_error_t ok = { 0 };
-	struct iovec iov = { &ok, sizeof(ok) };
+	struct iovec iov = { (void *)msg, len };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl) };
 	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 
@@ -359,7 +358,14 @@ int attach_send_fd(int sock, int fd, slate_error_t *err)
 	c->cmsg_type = SCM_RIGHTS;
 	c->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	if (sendmsg(sock, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(ok))
+	return sendmsg(sock, &mh, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
+}
+
+int attach_send_fd(int sock, int fd, slate_error_t *err)
+{
+	slate_error_t ok = { 0 };
+
+	if (attach_send_msg_fd(sock, &ok, sizeof(ok), fd) < 0)
 		return slate_error_sys(err, errno, "send the pty");
 	return 0;
 }

@@ -67,6 +67,9 @@ int attach_pty_open(const struct winsize *ws, slate_error_t *err);
 /* Over a SOCK_SEQPACKET socket: one fd (SCM_RIGHTS) or why there is
  * none; recv returns the fd, or -1 with that reason (or EOF's). */
 int attach_send_fd(int sock, int fd, slate_error_t *err);
+/* Send len bytes of msg with fd attached (SCM_RIGHTS), in one message:
+ * 0, or -1 with errno set. */
+int attach_send_msg_fd(int sock, const void *msg, size_t len, int fd);
 void attach_send_error(int sock, const slate_error_t *e);
 int attach_recv_fd(int sock, slate_error_t *err);
 

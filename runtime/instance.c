@@ -150,16 +150,7 @@ static int message(int sock, const slate_error_t *e)
 /* The ready message carries the instance tmpfs fd to slate. */
 static int message_fd(int sock, const slate_error_t *e, int fd)
 {
-	char ctl[CMSG_SPACE(sizeof(int))] = { 0 };
-	struct iovec iov = { (void *)e, sizeof(*e) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	return sendmsg(sock, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(*e) ? 0 : -1;
+	return attach_send_msg_fd(sock, e, sizeof(*e), fd);
 }
 
 static ssize_t recv_fd(int sock, slate_error_t *e, int *fd)

@@ -87,6 +87,19 @@ static bool same_object(int fd, const char *path)
 	       a.st_ino == b.st_ino;
 }
 
+/* flock(fd, op), again after a signal; on failure fd is closed. */
+static int flock_wait(int fd, int op, const char *path, slate_error_t *err)
+{
+	while (flock(fd, op) < 0) {
+		int e = errno;
+		if (e != EINTR) {
+			close(fd);
+			return slate_error_sys(err, e, "lock `%s`", path);
+		}
+	}
+	return 0;
+}
+
 /* Lock the directory at path with flock op: LOCK_SH is a pin (held by
  * every user of a copy, and by an unpack from before it writes until the
  * instance has its own), LOCK_EX|LOCK_NB is gc's test that no one pins
@@ -98,13 +111,8 @@ static int lock_dir(const char *path, int op, slate_error_t *err)
 
 	if (fd < 0)
 		return slate_error_sys(err, errno, "open `%s`", path);
-	while (flock(fd, op) < 0) {
-		int e = errno;
-		if (e != EINTR) {
-			close(fd);
-			return slate_error_sys(err, e, "lock `%s`", path);
-		}
-	}
+	if (flock_wait(fd, op, path, err) < 0)
+		return -1;
 	if (!same_object(fd, path)) {
 		close(fd);
 		return slate_error_sys(err, ENOENT, "`%s` was removed", path);
@@ -123,13 +131,8 @@ static int lock_id(const char *root, const char *id, int op, slate_error_t *err)
 		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (fd < 0)
 			return slate_error_sys(err, errno, "open `%s`", path);
-		while (flock(fd, op) < 0) {
-			int e = errno;
-			if (e != EINTR) {
-				close(fd);
-				return slate_error_sys(err, e, "lock `%s`", path);
-			}
-		}
+		if (flock_wait(fd, op, path, err) < 0)
+			return -1;
 		if (same_object(fd, path))
 			return fd;
 		close(fd);
