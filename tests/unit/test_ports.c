@@ -14,6 +14,18 @@
 
 #include "monitor.h"
 
+/* Every spec is a usage error, and none gives a host port. */
+static void assert_specs_refused(const char *const *bad, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		slate_error_t err = { 0 };
+		if (monitor_check_spec(bad[i], &err) == 0)
+			fail_msg("`%s` accepted", bad[i]);
+		assert_int_equal(err.kind, SLATE_EXIT_USAGE);
+		assert_int_equal(monitor_spec_host_port(bad[i]), 0);
+	}
+}
+
 static void test_bad_addresses_are_usage_errors(void **state)
 {
 	static const char *const bad[] = { "999.1.1.1:8080:80",
@@ -26,12 +38,7 @@ static void test_bad_addresses_are_usage_errors(void **state)
 					   "8080:80:90" };
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		slate_error_t err = { 0 };
-		if (monitor_check_spec(bad[i], &err) == 0)
-			fail_msg("`%s` accepted", bad[i]);
-		assert_int_equal(err.kind, SLATE_EXIT_USAGE);
-	}
+	assert_specs_refused(bad, sizeof(bad) / sizeof(bad[0]));
 }
 
 /* Each of these sscanf read as a valid spec (found by fuzz_spec; the
@@ -54,13 +61,7 @@ static void test_whole_spec_is_parsed(void **state)
 					   ":" };
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		slate_error_t err = { 0 };
-		if (monitor_check_spec(bad[i], &err) == 0)
-			fail_msg("`%s` accepted", bad[i]);
-		assert_int_equal(err.kind, SLATE_EXIT_USAGE);
-		assert_int_equal(monitor_spec_host_port(bad[i]), 0);
-	}
+	assert_specs_refused(bad, sizeof(bad) / sizeof(bad[0]));
 }
 
 static void test_good_specs(void **state)
